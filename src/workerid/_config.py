@@ -1,0 +1,153 @@
+"""Configuration: ``configure(...)`` keyword arguments and ``WORKERID_*`` variables.
+
+Precedence, highest first: ``configure()``, then the environment, then what
+the loader detects, then defaults. Explicit always beats detected.
+
+Environment values that do not parse are ignored with a warning, never fatal:
+a typo in a unit file must not take the application down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+
+log = logging.getLogger("workerid")
+
+DEFAULT_MAX_SLOTS = 64
+MAX_MAX_SLOTS = 4096
+DEFAULT_SETTLE_TIMEOUT = 5.0
+
+ENV_DIR = "WORKERID_DIR"
+ENV_NAMESPACE = "WORKERID_NAMESPACE"
+ENV_COUNT = "WORKERID_COUNT"
+ENV_MAX_SLOTS = "WORKERID_MAX_SLOTS"
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the user asked for explicitly; ``None`` means "detect"."""
+
+    lock_dir: str | None = None
+    namespace: str | None = None
+    worker_count: int | None = None
+    max_slots: int | None = None
+    settle_timeout: float | None = None
+    #: where each explicit value came from: "config" or "env"
+    origin: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def default_lock_dir() -> str:
+    """Per-user directory: ``$XDG_RUNTIME_DIR/workerid`` or ``<tmp>/workerid-<uid>``.
+
+    Servers usually run without ``XDG_RUNTIME_DIR``; the temporary directory
+    then gives every user its own ``0700`` directory. Under systemd's
+    ``PrivateTmp`` all processes of one unit still share it, which is all we
+    need (workers of one server are always in one unit).
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "workerid")
+    return os.path.join(tempfile.gettempdir(), f"workerid-{os.geteuid()}")
+
+
+def check_namespace(value: str) -> str:
+    """Validate a namespace: 1-64 chars of ``[A-Za-z0-9._-]``, not starting with a dot."""
+    if not isinstance(value, str) or not _NAMESPACE_RE.fullmatch(value):
+        raise ValueError(
+            f"namespace {value!r} must be 1-64 characters of letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def safe_namespace(value: str) -> str:
+    """Turn any detected name (an Apache process group, say) into a namespace."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", value).lstrip("._-")[:64]
+    return cleaned or "default"
+
+
+def _positive_int(name: str, raw: object, upper: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise TypeError(f"{name} must be an int, not {type(raw).__name__}")
+    value = int(raw)
+    if not 1 <= value <= upper:
+        raise ValueError(f"{name} must be between 1 and {upper}, got {value}")
+    return value
+
+
+def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
+    """Fill what ``configure()`` left open from the environment."""
+    values = dataclasses.asdict(explicit)
+    origin = dict(explicit.origin)
+    parsers = {
+        "lock_dir": (ENV_DIR, _parse_dir),
+        "namespace": (ENV_NAMESPACE, check_namespace),
+        "worker_count": (ENV_COUNT, lambda v: _positive_int(ENV_COUNT, v.strip(), MAX_MAX_SLOTS)),
+        "max_slots": (
+            ENV_MAX_SLOTS,
+            lambda v: _positive_int(ENV_MAX_SLOTS, v.strip(), MAX_MAX_SLOTS),
+        ),
+    }
+    for field, (var, parse) in parsers.items():
+        if values[field] is not None or not environ.get(var):
+            continue
+        try:
+            values[field] = parse(environ[var])
+        except (TypeError, ValueError) as exc:
+            log.warning("workerid: ignoring %s=%r: %s", var, environ[var], exc)
+            continue
+        origin[field] = "env"
+    values["origin"] = origin
+    return Settings(**values)
+
+
+def _parse_dir(value: str) -> str:
+    if not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return os.path.normpath(value)
+
+
+def explicit_settings(
+    *,
+    lock_dir: str | os.PathLike[str] | None,
+    namespace: str | None,
+    worker_count: int | None,
+    max_slots: int | None,
+    settle_timeout: float | None,
+) -> Settings:
+    """Validate ``configure()`` arguments; raises ``TypeError``/``ValueError``."""
+    origin: dict[str, str] = {}
+    path: str | None = None
+    if lock_dir is not None:
+        path = _parse_dir(os.fspath(lock_dir))
+        origin["lock_dir"] = "config"
+    if namespace is not None:
+        check_namespace(namespace)
+        origin["namespace"] = "config"
+    if worker_count is not None:
+        worker_count = _positive_int("worker_count", worker_count, MAX_MAX_SLOTS)
+        origin["worker_count"] = "config"
+    if max_slots is not None:
+        max_slots = _positive_int("max_slots", max_slots, MAX_MAX_SLOTS)
+        origin["max_slots"] = "config"
+    if settle_timeout is not None:
+        if isinstance(settle_timeout, bool) or not isinstance(settle_timeout, int | float):
+            raise TypeError("settle_timeout must be a number of seconds")
+        if settle_timeout < 0:
+            raise ValueError("settle_timeout must be >= 0")
+        settle_timeout = float(settle_timeout)
+    return Settings(
+        lock_dir=path,
+        namespace=namespace,
+        worker_count=worker_count,
+        max_slots=max_slots,
+        settle_timeout=settle_timeout,
+        origin=origin,
+    )

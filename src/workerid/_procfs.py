@@ -1,0 +1,119 @@
+"""Facts about processes, read from Linux ``/proc``, and nothing else.
+
+Every function returns ``None`` (never raises) when ``/proc`` cannot tell: a
+process that has exited, a kernel without procfs, another OS. Callers turn a
+``None`` into a degraded value and say so.
+"""
+
+from __future__ import annotations
+
+import os
+
+_PROC = "/proc"
+
+
+def boot_id() -> str | None:
+    """The kernel's random per-boot UUID.
+
+    Part of every generation key: a PID and its start time only identify a
+    process within one boot, and PIDs are reused after a reboot.
+    """
+    try:
+        with open(f"{_PROC}/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read(64).strip() or None
+    except OSError:
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain
+    # spaces and parentheses, so split after the *last* ')'.
+    close = raw.rfind(b")")
+    if close < 0:
+        return None
+    # fields[0] is field 3 of proc(5) ("state").
+    return raw[close + 2 :].decode("ascii", "replace").split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks since boot (proc(5) field 22).
+
+    Together with the boot id and the PID this names one process for good:
+    a reused PID has a different start time.
+    """
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    try:
+        return int(fields[19])
+    except ValueError:
+        return None
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 2:
+        return None
+    try:
+        return int(fields[1])
+    except ValueError:
+        return None
+
+
+def boot_time() -> int | None:
+    """Wall-clock time of boot, in epoch seconds (``btime`` in /proc/stat)."""
+    try:
+        with open(f"{_PROC}/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def start_time(pid: int) -> int | None:
+    """Wall-clock start time of ``pid`` in whole epoch seconds.
+
+    Every process that asks about the same ``pid`` computes the same value,
+    which is what makes it a usable fallback start time when no state can be
+    written: all workers of one parent agree without talking to each other.
+    """
+    ticks = start_ticks(pid)
+    btime = boot_time()
+    if ticks is None or btime is None:
+        return None
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError):
+        return None
+    return btime + ticks // hz
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
+            raw = f.read(65536)
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def exe(pid: int) -> str | None:
+    try:
+        return os.readlink(f"{_PROC}/{pid}/exe")
+    except OSError:
+        return None
+
+
+def is_alive(pid: int, ticks: int | None = None) -> bool:
+    """True if ``pid`` exists and, if given, still has start time ``ticks``."""
+    current = start_ticks(pid)
+    if current is None:
+        return False
+    return ticks is None or current == ticks

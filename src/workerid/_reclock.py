@@ -1,0 +1,70 @@
+"""POSIX record locks (``fcntl(F_SETLK)``), one byte per slot.
+
+Why record locks and not ``flock``: the two differ exactly where a worker ID
+lives or dies.
+
+* ``flock`` locks belong to the *open file description*. A child forked by a
+  worker (multiprocessing, a helper, a subprocess before exec) shares that
+  description, so the lock survives the worker's death for as long as the
+  child lives, and the worker's replacement is elected to a new ID. Measured
+  here with one flock'ed file per slot, and it is the failure the reference
+  Neutron shim has.
+* POSIX record locks belong to the *process*: they are not inherited by
+  ``fork`` and the kernel drops them when the process exits, however it
+  exits (``SIGKILL`` included). That is exactly the lifetime of a worker ID.
+
+The price of record locks: closing *any* descriptor of the file in the
+owning process drops all of that process's locks on it. So each lock file is
+opened once per process and that descriptor is kept; nothing else in the
+process may open and close the same file (``status`` runs in another process,
+and :func:`holder` is only used on files the caller does not hold).
+Linux "open file description" locks (``F_OFD_SETLK``) would avoid that trap,
+but they are inherited across ``fork`` like ``flock``, which is the one thing
+we cannot have.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+
+# struct flock on Linux: short l_type, short l_whence, off_t l_start,
+# off_t l_len, pid_t l_pid (native alignment adds the padding).
+_FLOCK = struct.Struct("@hhqqi4x")
+_BUSY = (errno.EACCES, errno.EAGAIN)
+
+
+def try_lock(fd: int, start: int, length: int = 1) -> bool:
+    """Take an exclusive lock on ``[start, start+length)`` without waiting."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start, os.SEEK_SET)
+    except OSError as exc:
+        if exc.errno in _BUSY:
+            return False
+        raise
+    return True
+
+
+def lock(fd: int, start: int = 0, length: int = 0) -> None:
+    """Take an exclusive lock, waiting for it (``length=0``: to end of file)."""
+    fcntl.lockf(fd, fcntl.LOCK_EX, length, start, os.SEEK_SET)
+
+
+def unlock(fd: int, start: int = 0, length: int = 0) -> None:
+    fcntl.lockf(fd, fcntl.LOCK_UN, length, start, os.SEEK_SET)
+
+
+def holder(fd: int, start: int, length: int = 1) -> int | None:
+    """PID of a process holding a lock that overlaps the range, else ``None``.
+
+    Locks held by the calling process itself are never reported (that is how
+    ``F_GETLK`` works), which is why ``status`` is a separate process.
+    """
+    query = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    l_type, _whence, _start, _len, l_pid = _FLOCK.unpack(answer)
+    if l_type == fcntl.F_UNLCK:
+        return None
+    return int(l_pid)

@@ -1,0 +1,32 @@
+"""Loader detection: one module per server, asked in order.
+
+Adding a server is one module answering :func:`detect` with a
+:class:`Detected`, plus one line in :data:`_DETECTORS`. Each detector looks
+only at what is already in this process (``sys.modules``, ``/proc``,
+environment) and never imports a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import generic, gunicorn, mod_wsgi, uvicorn, uwsgi
+from ._base import Detected
+
+__all__ = ["Detected", "detect"]
+
+_DETECTORS: tuple[Callable[[], Detected | None], ...] = (
+    uwsgi.detect,
+    mod_wsgi.detect,
+    gunicorn.detect,
+    uvicorn.detect,
+    uvicorn.detect_hypercorn,
+)
+
+
+def detect() -> Detected:
+    for detector in _DETECTORS:
+        found = detector()
+        if found is not None:
+            return found
+    return generic.detect()

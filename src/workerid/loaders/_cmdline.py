@@ -1,0 +1,54 @@
+"""Reading a server's settings off its master's command line."""
+
+from __future__ import annotations
+
+import os
+
+from .. import _procfs
+
+
+def option_int(argv: list[str], *names: str) -> int | None:
+    """The last value of an integer option: ``-w 4``, ``-w4``, ``--workers=4``."""
+    found: int | None = None
+    for i, arg in enumerate(argv):
+        for name in names:
+            raw: str | None = None
+            if arg == name and i + 1 < len(argv):
+                raw = argv[i + 1]
+            elif name.startswith("--") and arg.startswith(name + "="):
+                raw = arg[len(name) + 1 :]
+            elif not name.startswith("--") and arg.startswith(name) and len(arg) > len(name):
+                raw = arg[len(name) :]
+            if raw is not None:
+                try:
+                    found = int(raw)
+                except ValueError:
+                    pass
+    return found if found is not None and found > 0 else None
+
+
+def parent_runs(program: str) -> list[str] | None:
+    """The parent's argv if the parent is ``program`` run by our own executable.
+
+    Same executable, and the program's name among its first arguments: that is
+    a pre-fork master (``python .../gunicorn``, ``python -m uvicorn``), not a
+    shell or a process manager that happens to be written in Python.
+    """
+    ppid = os.getppid()
+    argv = _procfs.cmdline(ppid)
+    if not argv or _procfs.exe(ppid) != _procfs.exe(os.getpid()):
+        return None
+    head = argv[:4]
+    if any(program in os.path.basename(a) or a == program for a in head):
+        return argv
+    return None
+
+
+def web_concurrency() -> int | None:
+    """``WEB_CONCURRENCY``, the variable gunicorn and uvicorn read as their default."""
+    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value > 0 else None

@@ -1,0 +1,43 @@
+"""Any other pre-fork server, and single-process servers.
+
+A worker of a pre-fork server is a copy of its parent: same executable, same
+command line (``fork`` without ``exec``), or a multiprocessing child. Then
+the parent is the supervisor and its life is the server run. Otherwise this
+process is the server: a single-process server is worker 1 of 1.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from .. import _procfs
+from ._base import Detected
+from ._cmdline import web_concurrency
+
+
+def detect() -> Detected:
+    ppid = os.getppid()
+    me = os.getpid()
+    forked_copy = (
+        ppid > 1
+        and _procfs.exe(ppid) is not None
+        and _procfs.exe(ppid) == _procfs.exe(me)
+        and _procfs.cmdline(ppid) == _procfs.cmdline(me)
+    )
+    if forked_copy or multiprocessing.parent_process() is not None:
+        count = web_concurrency()
+        return Detected(
+            loader="generic",
+            namespace="default",
+            supervisor_pid=ppid,
+            worker_count=count,
+            worker_count_source="env" if count else None,
+        )
+    return Detected(
+        loader="generic",
+        namespace="default",
+        supervisor_pid=None,
+        worker_count=1,
+        worker_count_source="procfs",
+    )

@@ -1,0 +1,46 @@
+"""gunicorn: workers forked by the arbiter; no ordinal, no count, no start time.
+
+The count comes, best first, from the arbiter itself through the
+``workerid.gunicorn`` config hook (``-c python:workerid.gunicorn``), from the
+arbiter's command line (``-w``/``--workers``), or from ``WEB_CONCURRENCY``,
+which gunicorn reads as the default of ``workers``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ._base import Detected
+from ._cmdline import option_int, parent_runs, web_concurrency
+
+#: set in each worker by the workerid.gunicorn hook (post_fork)
+published_count: int | None = None
+
+CONFIG_HINT = (
+    "gunicorn: worker count not published by the arbiter; load the hook with "
+    "'-c python:workerid.gunicorn' or set WORKERID_COUNT"
+)
+
+
+def detect() -> Detected | None:
+    if "gunicorn" not in sys.modules:
+        return None
+    argv = parent_runs("gunicorn")
+    if argv is None:
+        # We are the arbiter (preload_app imports the app in the master) or
+        # gunicorn is merely imported: this process is not a worker.
+        return Detected(loader="gunicorn", namespace="gunicorn", supervisor_pid=None)
+    count, source = published_count, "gunicorn"
+    if count is None:
+        count, source = option_int(argv, "-w", "--workers"), "procfs"
+    if count is None:
+        count, source = web_concurrency(), "env"
+    return Detected(
+        loader="gunicorn",
+        namespace="gunicorn",
+        supervisor_pid=os.getppid(),
+        worker_count=count,
+        worker_count_source=source if count else None,
+        notes=() if count else (CONFIG_HINT,),
+    )

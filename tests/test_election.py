@@ -1,0 +1,124 @@
+"""Worker IDs in real pre-fork servers: real fork, real SIGKILL, real record locks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import alive
+
+
+def ids(idents: list[dict[str, Any]]) -> list[int]:
+    return sorted(i["worker_id"] for i in idents)
+
+
+def test_n_workers_elect_exactly_1_to_n(start_server: Any) -> None:
+    server = start_server(workers=4)
+    idents = server.identities()
+    assert ids(idents) == [1, 2, 3, 4]
+    assert {i["worker_id_source"] for i in idents} == {"lock"}
+    assert len({i["start_time"] for i in idents}) == 1
+    assert len({i["generation"] for i in idents}) == 1
+    assert {i["supervisor_pid"] for i in idents} == {server.master["pid"]}
+    assert all(i["degraded"] == [] for i in idents)
+
+
+def test_worker_count_from_environment(start_server: Any) -> None:
+    idents = start_server(workers=3, WORKERID_COUNT="3").identities()
+    assert [(i["worker_count"], i["worker_count_source"]) for i in idents] == [(3, "env")] * 3
+
+
+def test_sixteen_workers_elect_exactly_1_to_16(start_server: Any) -> None:
+    assert ids(start_server(workers=16).identities()) == list(range(1, 17))
+
+
+def test_kill9_replacement_gets_the_freed_id(start_server: Any) -> None:
+    server = start_server(workers=4)
+    before = {i["worker_id"]: i for i in server.identities()}
+    victim = before[2]
+    server.kill9(victim["pid"])
+    after = {i["worker_id"]: i for i in server.identities()}
+    assert sorted(after) == [1, 2, 3, 4]
+    assert after[2]["pid"] != victim["pid"]
+    for wid in (1, 3, 4):
+        assert after[wid]["pid"] == before[wid]["pid"]
+    assert after[2]["start_time"] == victim["start_time"]
+    assert after[2]["generation"] == victim["generation"]
+
+
+def test_helper_forked_by_a_worker_does_not_keep_the_slot(start_server: Any) -> None:
+    server = start_server(workers=3, PREFORK_HELPER="1")
+    before = {i["worker_id"]: i for i in server.identities()}
+    victim = before[3]
+    helper = next(h for h in server.helpers() if h["pid"] == victim["helper_pid"])
+    # The helper reports its worker's values but holds nothing.
+    assert helper["worker_id"] == 3
+    assert helper["inherited"] is True
+    server.kill9(victim["pid"])
+    assert alive(victim["helper_pid"]), "the helper must outlive its worker for this test"
+    after = {i["worker_id"]: i for i in server.identities()}
+    assert sorted(after) == [1, 2, 3]
+    assert after[3]["pid"] != victim["pid"]
+
+
+def test_two_namespaces_do_not_interfere(start_server: Any) -> None:
+    a = start_server(workers=3, WORKERID_NAMESPACE="alpha").identities()
+    b = start_server(workers=3, WORKERID_NAMESPACE="beta").identities()
+    assert ids(a) == ids(b) == [1, 2, 3]
+    assert {i["namespace"] for i in a} == {"alpha"}
+    assert {i["namespace"] for i in b} == {"beta"}
+
+
+def test_two_servers_in_one_namespace_each_get_1_to_n(start_server: Any) -> None:
+    a = start_server(workers=2).identities()
+    b = start_server(workers=2).identities()
+    assert ids(a) == ids(b) == [1, 2]
+    assert a[0]["generation"] != b[0]["generation"]
+    assert b[0]["start_time"] > a[0]["start_time"]
+
+
+def test_restarts_in_the_same_second_strictly_advance(start_server: Any) -> None:
+    starts = []
+    t0 = time.time()
+    for _ in range(4):
+        server = start_server(workers=2)
+        idents = server.identities()
+        assert len({i["start_time"] for i in idents}) == 1
+        starts.append(idents[0]["start_time"])
+        server.stop()
+    assert time.time() - t0 < 8
+    assert starts == sorted(set(starts)), starts
+
+
+def test_new_run_gets_1_to_n_while_old_workers_still_exit(start_server: Any) -> None:
+    old = start_server(workers=3)
+    assert ids(old.identities()) == [1, 2, 3]
+    new = start_server(workers=3)  # old is still fully alive
+    assert ids(new.identities()) == [1, 2, 3]
+
+
+def test_master_that_asked_first_gives_its_slot_to_the_workers(start_server: Any) -> None:
+    server = start_server(workers=3, PREFORK_MASTER_FIRST="1")
+    before = server._wait_file(server.out / "master-before.json")
+    assert before["worker_id"] == 1  # a lone process is worker 1 of 1 ...
+    assert ids(server.identities()) == [1, 2, 3]  # ... until it forks workers
+    master = server.master["identity"]
+    assert master["worker_id"] is None
+    assert any("master" in reason for reason in master["degraded"])
+    assert master["start_time"] == server.identities()[0]["start_time"]
+
+
+def test_once_runs_in_exactly_one_worker_per_run(start_server: Any, shared_tmp: Path) -> None:
+    seeds = shared_tmp / "seeds"
+    seeds.touch(mode=0o666)
+    first = start_server(workers=4, PREFORK_ONCE=str(seeds))
+    first.identities()
+    assert len(seeds.read_text().split()) == 1
+    first.kill9(first.identities()[0]["pid"])  # a respawn is the same run
+    first.identities()
+    assert len(seeds.read_text().split()) == 1
+    first.stop()
+    second = start_server(workers=4, PREFORK_ONCE=str(seeds))
+    second.identities()
+    assert len(seeds.read_text().split()) == 2
