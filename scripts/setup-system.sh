@@ -104,7 +104,8 @@ else
     else
         log "step 1: installing Debian packages: ${missing[*]}"
         run apt-get update
-        run apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+        # Only the missing ones: naming installed packages would upgrade them.
+        run apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     stop_apache
     command -v apxs >/dev/null || die "apxs not found after installing apache2-dev"

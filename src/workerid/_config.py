@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 
 log = logging.getLogger("workerid")
@@ -54,7 +53,11 @@ def default_lock_dir() -> str:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isabs(runtime):
         return os.path.join(runtime, "workerid")
-    return os.path.join(tempfile.gettempdir(), f"workerid-{os.geteuid()}")
+    # Not tempfile.gettempdir(): importing tempfile costs milliseconds in
+    # every freshly forked worker, and its probing of candidates is not needed.
+    tmp = os.environ.get("TMPDIR", "")
+    base = tmp if os.path.isabs(tmp) else "/tmp"  # noqa: S108
+    return os.path.join(base, f"workerid-{os.geteuid()}")
 
 
 def check_namespace(value: str) -> str:
@@ -84,7 +87,7 @@ def _positive_int(name: str, raw: object, upper: int) -> int:
 
 def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
     """Fill what ``configure()`` left open from the environment."""
-    values = dataclasses.asdict(explicit)
+    values = {f.name: getattr(explicit, f.name) for f in dataclasses.fields(explicit)}
     origin = dict(explicit.origin)
     parsers = {
         "lock_dir": (ENV_DIR, _parse_dir),

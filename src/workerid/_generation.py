@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import _layout, _reclock, _statefile
@@ -33,6 +34,10 @@ log = logging.getLogger("workerid")
 VERSION = 1
 MAX_START = 2**40  # far beyond any real epoch second; rejects hostile values
 _KEY_MAX = 128
+
+
+def now() -> int:
+    return int(time.time())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,16 +162,26 @@ def assign(ledger: Ledger, run: str, slot: str, hint: int, idle: Any) -> tuple[L
     return Ledger(tuple(entries), max(ledger.floor, start), ledger.seq + 1), entry
 
 
-def resolve(ns_dir: str, run: str, slot: str, hint: float | None) -> Entry:
+def resolve(ns_dir: str, run: str, slot: str, hint: Callable[[], float | None]) -> Entry:
     """Look up or create the ledger entry for ``slot``, under the ledger lock.
 
     Raises ``OSError`` when the directory cannot be used; a corrupt ledger is
     logged and replaced, never trusted.
     """
+    path = os.path.join(ns_dir, _layout.LEDGER)
+    # Fast path, no lock: the ledger is only ever replaced whole (rename), so
+    # an unlocked read sees a consistent file, and an entry, once written,
+    # keeps its start time. Only the first worker of a run takes the lock.
+    try:
+        raw = _statefile.read_json(path)
+        for entry in parse(raw).entries if raw is not None else ():
+            if entry.slot == slot:
+                return entry
+    except ValueError:
+        pass  # dealt with (logged, rewritten) under the lock below
     fd = _statefile.open_lock_file(os.path.join(ns_dir, _layout.LEDGER_LOCK))
     try:
         _reclock.lock(fd)
-        path = os.path.join(ns_dir, _layout.LEDGER)
         ledger = Ledger()
         try:
             raw = _statefile.read_json(path)
@@ -174,8 +189,9 @@ def resolve(ns_dir: str, run: str, slot: str, hint: float | None) -> Entry:
                 ledger = parse(raw)
         except ValueError as exc:
             log.warning("workerid: ignoring unusable ledger %s (%s); rewriting it", path, exc)
-        now = int(time.time())
-        start_hint = int(hint) if hint is not None and 0 < hint < MAX_START else now
+        # The hint costs a /proc read; only the run's first worker needs it.
+        wanted = hint()
+        start_hint = int(wanted) if wanted is not None and 0 < wanted < MAX_START else now()
         new, entry = assign(ledger, run, slot, start_hint, lambda lane: _lane_idle(ns_dir, lane))
         if new is not ledger:
             _statefile.write_json_atomic(path, dump(new))

@@ -10,10 +10,10 @@ in a server's master before it forks costs nothing and decides nothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import threading
+import zlib
 from typing import Any
 
 from . import _config, _generation, _layout, _procfs, _slots, _statefile, loaders
@@ -70,7 +70,14 @@ _warned: set[str] = set()
 
 
 def _key(*parts: object) -> str:
-    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:24]
+    """An opaque 64-bit key of ``parts``, the same in every process.
+
+    Not a security boundary (the directory's permissions are): two CRC-32s
+    with different seeds, because importing hashlib would load OpenSSL,
+    milliseconds on the first call of every freshly forked worker.
+    """
+    data = "\0".join(map(str, parts)).encode("utf-8", "surrogatepass")
+    return f"{zlib.crc32(data):08x}{zlib.crc32(data, 0x5BD1E995):08x}"
 
 
 def _warn(reason: str) -> None:
@@ -120,8 +127,12 @@ def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None
         assert ns_dir is not None
         _statefile.ensure_dir(ns_dir, create_parents=False)
         if start is None:
-            hint = det.start_hint or _procfs.start_time(supervisor)
-            entry = _generation.resolve(ns_dir, run, slot_key, hint)
+            entry = _generation.resolve(
+                ns_dir,
+                run,
+                slot_key,
+                lambda: det.start_hint or _procfs.start_time(supervisor),
+            )
             start, start_source = entry.start, "ledger"
             if not is_master and worker_id is None:
                 held = _slots.elect(

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
@@ -36,5 +35,7 @@ def once_stem(name: str) -> str:
     """File stem for ``once(name)``: the name itself when it is safe, else a hash."""
     if _ONCE_SAFE.fullmatch(name) and not name.startswith("."):
         return f"once.{name}"
+    import hashlib
+
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return f"once.h-{digest}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .. import _procfs
 
@@ -52,3 +53,14 @@ def web_concurrency() -> int | None:
     except ValueError:
         return None
     return value if value > 0 else None
+
+
+def spawned_child() -> bool:
+    """True in a process started by multiprocessing (uvicorn's and hypercorn's *spawn*).
+
+    Looks without importing: a spawned child has multiprocessing loaded
+    already (``spawn_main`` runs it), and a process that never loaded it
+    cannot be one.
+    """
+    mp = sys.modules.get("multiprocessing")
+    return mp is not None and mp.parent_process() is not None

@@ -8,12 +8,11 @@ process is the server: a single-process server is worker 1 of 1.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 from .. import _procfs
 from ._base import Detected
-from ._cmdline import web_concurrency
+from ._cmdline import spawned_child, web_concurrency
 
 
 def detect() -> Detected:
@@ -25,7 +24,7 @@ def detect() -> Detected:
         and _procfs.exe(ppid) == _procfs.exe(me)
         and _procfs.cmdline(ppid) == _procfs.cmdline(me)
     )
-    if forked_copy or multiprocessing.parent_process() is not None:
+    if forked_copy or spawned_child():
         count = web_concurrency()
         return Detected(
             loader="generic",

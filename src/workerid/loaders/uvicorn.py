@@ -9,18 +9,17 @@ its index or the count: the count is read from the supervisor's command line
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 
 from ._base import Detected
-from ._cmdline import option_int, parent_runs, web_concurrency
+from ._cmdline import option_int, parent_runs, spawned_child, web_concurrency
 
 
 def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
     if program not in sys.modules:
         return None
-    argv = parent_runs(program) if multiprocessing.parent_process() is not None else None
+    argv = parent_runs(program) if spawned_child() else None
     if argv is None:
         # Single-process server: this process is the whole server.
         return Detected(loader=program, namespace=program, supervisor_pid=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any
 
 from ._base import Detected
@@ -33,11 +34,17 @@ def _start_time(mod: Any) -> int | None:
 
 
 def detect() -> Detected | None:
-    try:
-        # Only exists inside a uWSGI process (the C plugin provides it).
-        uwsgi: Any = importlib.import_module("uwsgi")
-    except ImportError:
-        return None
+    # The module exists only inside uWSGI, whose Python plugin registers it as
+    # a built-in (PyImport_AppendInittab) and imports it at start-up; looking
+    # first avoids a failing import's walk over sys.path everywhere else.
+    uwsgi: Any = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        if "uwsgi" not in sys.builtin_module_names:
+            return None
+        try:
+            uwsgi = importlib.import_module("uwsgi")
+        except ImportError:
+            return None
     try:
         wid = int(uwsgi.worker_id())
     except Exception:
