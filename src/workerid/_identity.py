@@ -86,7 +86,7 @@ def _warn(reason: str) -> None:
         log.warning("workerid: %s", reason)
 
 
-def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None, bool]:
+def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None, bool, bool]:
     settings = _config.from_env(os.environ, explicit)
     det = loaders.detect()
     degraded: list[str] = list(det.notes)
@@ -183,7 +183,7 @@ def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None
         pid=me,
         supervisor_pid=det.supervisor_pid,
     )
-    return ident, held, ns_dir, det.supervisor_pid is None and not is_master
+    return ident, held, ns_dir, det.supervisor_pid is None and not is_master, det.cacheable
 
 
 def _fallback(exc: BaseException) -> Identity:
@@ -209,13 +209,14 @@ def _resolve() -> Identity:
         if _cached is not None:
             return _cached
         try:
-            ident, held, ns_dir, top = _build(_explicit)
+            ident, held, ns_dir, top, cacheable = _build(_explicit)
         except Exception as exc:  # never raise into the application
-            ident, held, ns_dir, top = _fallback(exc), None, None, False
+            ident, held, ns_dir, top, cacheable = _fallback(exc), None, None, False, True
         for reason in ident.degraded:
             _warn(reason)
         _held, _ns_dir, _top = held, ns_dir, top
-        _cached = ident
+        if cacheable:
+            _cached = ident
         return ident
 
 

@@ -39,3 +39,7 @@ class Detected:
     start_hint: float | None = None
     #: what the loader could not learn and what the user can do about it
     notes: tuple[str, ...] = ()
+    #: False where this process may be forked without Python's at-fork
+    #: handlers running (a uWSGI master: see loaders/uwsgi.py), so an answer
+    #: cached here could leak into the workers
+    cacheable: bool = True

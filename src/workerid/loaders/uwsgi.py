@@ -70,4 +70,9 @@ def detect() -> Detected | None:
         worker_count=numproc if numproc and numproc > 0 else None,
         worker_count_source="uwsgi" if numproc else None,
         run_extra=f"uwsgi-start={start}",
+        # uWSGI forks workers in C and runs Python's at-fork handlers only
+        # with --py-call-osafterfork (python_plugin.c, uwsgi_python_post_fork),
+        # so whatever the master caches while loading apps (no lazy-apps)
+        # would be inherited by every worker. Answer the master, cache nothing.
+        cacheable=wid > 0,
     )

@@ -1,0 +1,138 @@
+"""Fork semantics of real servers that load the app in their master first.
+
+uWSGI without ``lazy-apps`` and gunicorn with ``--preload`` import the app
+(and so may call workerid) in the master, then fork the workers. uWSGI forks
+in C without running Python's at-fork handlers; gunicorn uses ``os.fork``.
+Either way every worker must elect its own ID. (The full matrix of servers,
+restarts and reloads is ``workerid verify``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BIN = Path(sys.executable).parent
+APP = """
+import json, os, workerid
+AT_IMPORT = workerid.identity().as_dict()
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"), ("Connection", "close")])
+    return [json.dumps({"at_import": AT_IMPORT, "now": workerid.identity().as_dict()}).encode()]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def collect(port: int, workers: int, timeout: float = 30) -> dict[int, dict[str, Any]]:
+    seen: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                data = json.load(r)
+            seen[data["now"]["pid"]] = data
+        except OSError:
+            time.sleep(0.1)
+    return seen
+
+
+@pytest.fixture
+def app_dir(shared_tmp: Path) -> Iterator[Path]:
+    (shared_tmp / "app.py").write_text(APP)
+    yield shared_tmp
+
+
+def run_server(
+    argv: list[str], cwd: Path, lock_dir: Path, port: int, workers: int
+) -> list[dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
+    env["WORKERID_DIR"] = str(lock_dir)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        seen = collect(port, workers)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert len(seen) == workers, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    return list(seen.values())
+
+
+@pytest.mark.skipif(not (BIN / "uwsgi").exists(), reason="uwsgi not installed in this venv")
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+def test_uwsgi_workers_get_uwsgi_ids_whatever_the_master_saw(
+    app_dir: Path, lock_dir: Path, lazy: bool
+) -> None:
+    port = free_port()
+    argv = [str(BIN / "uwsgi"), "--master", "--processes", "3", "--die-on-term",
+            "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "app.py"]  # fmt: skip
+    argv += ["--lazy-apps"] if lazy else []
+    answers = run_server(argv, app_dir, lock_dir, port, 3)
+    assert sorted(a["now"]["worker_id"] for a in answers) == [1, 2, 3]
+    assert {a["now"]["worker_id_source"] for a in answers} == {"uwsgi"}
+    assert {a["now"]["worker_count"] for a in answers} == {3}
+    assert len({a["now"]["start_time"] for a in answers}) == 1
+    if not lazy:
+        # The app was imported once, in the master, which is no worker.
+        assert {a["at_import"]["worker_id"] for a in answers} == {None}
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
+def test_gunicorn_preload_master_gives_way_to_its_workers(app_dir: Path, lock_dir: Path) -> None:
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "--preload", "-w", "3", "-b", f"127.0.0.1:{port}",
+            "-c", "python:workerid.gunicorn", "app:application"]  # fmt: skip
+    answers = run_server(argv, app_dir, lock_dir, port, 3)
+    assert sorted(a["now"]["worker_id"] for a in answers) == [1, 2, 3]
+    assert {a["now"]["worker_count"] for a in answers} == {3}
+    assert {a["now"]["worker_count_source"] for a in answers} == {"gunicorn"}
+    assert len({a["now"]["start_time"] for a in answers}) == 1
+    master = answers[0]["at_import"]
+    assert master["worker_id"] is None
+    assert master["start_time"] == answers[0]["now"]["start_time"]
+
+
+def test_workers_started_by_spawn_find_their_supervisor(shared_tmp: Path, lock_dir: Path) -> None:
+    """uvicorn/hypercorn start workers with multiprocessing's spawn method."""
+    script = shared_tmp / "spawner.py"
+    script.write_text(
+        "import json, multiprocessing as mp, sys\n"
+        "def work(q, done):\n"
+        "    import workerid; q.put(workerid.identity().as_dict()); done.wait(60)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('spawn'); q = ctx.Queue(); done = ctx.Event()\n"
+        "    ps = [ctx.Process(target=work, args=(q, done)) for _ in range(3)]\n"
+        "    [p.start() for p in ps]; out = [q.get(timeout=60) for _ in ps]\n"
+        "    done.set(); [p.join() for p in ps]\n"
+        "    print(json.dumps(out))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
+    env["WORKERID_DIR"] = str(lock_dir)
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, check=True, timeout=120
+    )
+    idents = json.loads(out.stdout)
+    assert sorted(i["worker_id"] for i in idents) == [1, 2, 3]
+    assert len({i["supervisor_pid"] for i in idents}) == 1
+    assert len({i["start_time"] for i in idents}) == 1
