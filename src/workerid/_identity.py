@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from . import _config, _generation, _layout, _procfs, _slots, _statefile, loaders
@@ -67,6 +68,10 @@ _ns_dir: str | None = None
 _top = False
 _explicit = Settings()
 _warned: set[str] = set()
+#: called whenever this process forgets its identity (configure(), a fork
+#: that makes it a new worker); _once registers its memo's reset here, so
+#: this module needs no import of _once
+on_forget: list[Callable[[], None]] = []
 
 
 def _key(*parts: object) -> str:
@@ -273,9 +278,8 @@ def _after_fork_child() -> None:
         # Forked by a master (or by a process that was about to become one):
         # this child is a worker and elects on its first call.
         _cached, _ns_dir, _top = None, None, False
-        from . import _once
-
-        _once.reset()
+        for forget in on_forget:
+            forget()
     else:
         # Forked by a worker: a helper. It reports its worker's values, like
         # a process forked by a uWSGI worker, but keeps no slot alive.
@@ -359,9 +363,8 @@ def configure(
         _explicit = settings
         _drop_slot()
         _cached, _ns_dir, _top = None, None, False
-        from . import _once
-
-        _once.reset()
+        for forget in on_forget:
+            forget()
 
 
 def _state_dir() -> str | None:

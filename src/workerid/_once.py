@@ -35,6 +35,9 @@ def reset() -> None:
     _memo.clear()
 
 
+_identity.on_forget.append(reset)
+
+
 def _marker_generation(path: str) -> str | None:
     try:
         raw = _statefile.read_json(path)

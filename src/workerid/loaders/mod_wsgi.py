@@ -2,9 +2,10 @@
 
 mod_wsgi tells a process its group (``mod_wsgi.process_group``, empty in
 embedded mode) and the group's size (``mod_wsgi.maximum_processes``), but no
-ordinal and no start time. With ``WSGIServerMetrics On`` (``--server-metrics``
-for mod_wsgi-express) ``mod_wsgi.server_metrics()`` exposes Apache's own
-scoreboard figures:
+ordinal and no start time. With server metrics on (``server-metrics=On`` on
+``WSGIDaemonProcess`` in daemon mode, ``WSGIServerMetrics On`` in embedded
+mode, ``--server-metrics`` for mod_wsgi-express: wsgi_metrics.c L2930-2936)
+``mod_wsgi.server_metrics()`` exposes Apache's own scoreboard figures:
 
 * ``restart_time`` changes on ``apachectl -k restart`` (SIGHUP) but not on
   ``-k graceful``: it marks a new server run;
@@ -25,9 +26,10 @@ from .._config import safe_namespace
 from ._base import Detected
 
 METRICS_OFF = (
-    "mod_wsgi: WSGIServerMetrics is Off, so an 'apachectl -k restart' is not seen as a new "
-    "server run (start_time stays); add 'WSGIServerMetrics On' (mod_wsgi-express: "
-    "--server-metrics)"
+    "mod_wsgi: server metrics are off, so an 'apachectl -k restart' is not seen as a new "
+    "server run (start_time stays); in daemon mode add 'server-metrics=On' to "
+    "WSGIDaemonProcess (and 'WSGIServerMetrics On' for embedded mode); mod_wsgi-express: "
+    "--server-metrics"
 )
 
 
