@@ -373,6 +373,21 @@ def _state_dir() -> str | None:
     return _ns_dir
 
 
+def _namesakes() -> list[int] | None:
+    """Live processes holding this worker's ID in another lane of its namespace.
+
+    ``None`` when this process holds no slot (nothing can be said). An empty
+    list means the ID is this process's alone: any state a predecessor with
+    the same ID left behind belongs to a dead process.
+    """
+    identity()
+    with _lock:
+        held, ns_dir = _held, _ns_dir
+        if held is None or ns_dir is None:
+            return None
+        return _slots.holders_elsewhere(ns_dir, held.worker_id, held.lane)
+
+
 def _reset_for_tests() -> None:
     """Forget everything, as a fresh process would. Not public API."""
     configure()

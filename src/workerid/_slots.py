@@ -91,3 +91,31 @@ def release(held: Held) -> None:
         os.close(held.fd)
     except OSError:
         pass
+
+
+def holders_elsewhere(ns_dir: str, worker_id: int, lane: int) -> list[int]:
+    """PIDs holding ``worker_id`` in the namespace's *other* lanes.
+
+    A worker ID is unique within a lane; the same number can be live in an
+    older lane while that run's last workers drain. Callers that act on
+    "my predecessor with this ID is dead" (Neutron's hash-ring takeover)
+    must check here first. Opening and closing another lane's file is safe:
+    this process holds no lock there.
+    """
+    pids = []
+    for other in range(_layout.LANES):
+        if other == lane:
+            continue
+        try:
+            fd = os.open(
+                _layout.slots_file(ns_dir, other), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+        except OSError:
+            continue
+        try:
+            pid = _reclock.holder(fd, worker_id - 1)
+        finally:
+            os.close(fd)
+        if pid is not None:
+            pids.append(pid)
+    return pids

@@ -35,6 +35,22 @@ def _cmd_identity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_neutron(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    files = resources.files("workerid.neutron")
+    wsgi = str(files / "neutron-api.wsgi")
+    if args.neutron_command == "wsgi-path":
+        print(wsgi)
+    else:
+        template = (files / "neutron-api.conf").read_text(encoding="utf-8")
+        print(
+            template.replace("@WSGI_PATH@", wsgi).replace("@WSGI_DIR@", os.path.dirname(wsgi)),
+            end="",
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workerid",
@@ -50,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("identity", help="show what workerid resolves for this very process")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_identity)
+
+    p = sub.add_parser("neutron", help="files for serving OpenStack Neutron with workerid")
+    nsub = p.add_subparsers(dest="neutron_command", required=True)
+    nsub.add_parser("wsgi-path", help="print the path of the shipped neutron-api.wsgi")
+    nsub.add_parser("site-config", help="print an Apache site for Neutron under mod_wsgi")
+    p.set_defaults(func=_cmd_neutron)
     return parser
 
 

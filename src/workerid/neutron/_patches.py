@@ -1,0 +1,174 @@
+"""What ``install()`` changes in Neutron, one function per Neutron module.
+
+Each patch replaces a module attribute; every caller in Neutron 28.0.0 and
+master reads these as ``wsgi_utils.f()`` / ``service._get_api_workers()`` /
+``ovn_hash_ring_db.add_node()`` at call time (no ``from ... import``), so a
+replaced attribute reaches every call site. See docs/design.md, "Neutron".
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import Any
+
+import workerid
+from workerid import _identity
+
+log = logging.getLogger("workerid.neutron")
+
+#: the once() name of the ML2 default segment range seeding
+SEED_ONCE = "neutron.ml2.segment-ranges"
+
+_first = threading.local()
+
+
+def _as_first_worker() -> bool:
+    return bool(getattr(_first, "active", False))
+
+
+# --- neutron.common.wsgi_utils --------------------------------------------------
+
+
+def patch_wsgi_utils(mod: Any) -> None:
+    original_start_time = mod.get_start_time
+    first = getattr(mod, "FIRST_WORKER_ID", 1)
+
+    def get_api_worker_id() -> int | None:
+        """Return the worker ID number (workerid: elected under any loader)."""
+        if _as_first_worker():
+            return int(first)
+        return workerid.worker_id()
+
+    def get_api_worker_count() -> int | None:
+        """Return the configured worker number (workerid: from the loader)."""
+        return workerid.worker_count()
+
+    @functools.wraps(original_start_time)
+    def get_start_time(default: Any = None, current_time: bool = False) -> int | None:
+        start = workerid.start_time()
+        if start is not None:
+            return start
+        # workerid knows nothing: Neutron's own answer, default= and
+        # current_time= semantics included.
+        result: int | None = original_start_time(default=default, current_time=current_time)
+        return result
+
+    mod.get_api_worker_id = get_api_worker_id
+    # Neutron master reads the count here; 28.0.0 has no such function and
+    # never calls it, so adding it is harmless there.
+    mod.get_api_worker_count = get_api_worker_count
+    mod.get_start_time = get_start_time
+
+
+# --- neutron.service (28.0.0) ----------------------------------------------------
+
+
+def patch_service(mod: Any) -> None:
+    original = getattr(mod, "_get_api_workers", None)
+    if original is None:  # Neutron master: the count comes from wsgi_utils
+        return
+
+    @functools.wraps(original)
+    def _get_api_workers() -> int:
+        # 28.0.0 counts api_workers or the CPUs; the hash ring compares that
+        # with its rows, one per worker the server really runs.
+        count = workerid.worker_count()
+        return count if count is not None else int(original())
+
+    mod._get_api_workers = _get_api_workers
+
+
+# --- neutron.plugins.ml2.managers --------------------------------------------------
+
+
+def patch_managers(mod: Any, seed_timeout: float) -> None:
+    cls = mod.TypeManager
+    original = cls.initialize_network_segment_range_support
+
+    @functools.wraps(original)
+    def initialize_network_segment_range_support(self: Any, start_time: Any) -> None:
+        # Neutron seeds only in worker 1. Here the first worker of the run to
+        # get here seeds (with a lazily loaded WSGIScriptAlias, worker 1 may
+        # not load Neutron until its first request), and every other worker
+        # waits on the lock until the seeding is done, so no worker serves
+        # before the default ranges exist (no 503 NoNetworkAvailable window).
+        def seed() -> None:
+            _first.active = True
+            began = time.monotonic()
+            try:
+                original(self, start_time)
+            finally:
+                _first.active = False
+            log.info(
+                "workerid: seeded the ML2 default segment ranges for start time %s in %.2fs",
+                start_time,
+                time.monotonic() - began,
+            )
+
+        waited = time.monotonic()
+        workerid.once(SEED_ONCE, timeout=seed_timeout)(seed)()
+        log.debug("workerid: segment range seeding settled after %.2fs", time.monotonic() - waited)
+
+    cls.initialize_network_segment_range_support = initialize_network_segment_range_support
+
+
+# --- neutron.db.ovn_hash_ring_db ------------------------------------------------
+
+
+def _take_over(mod: Any, context: Any, group_name: str, node_uuid: str) -> None:
+    """Delete our own node's row if a dead predecessor with our worker ID left it.
+
+    Neutron derives the node UUID from (group, host, worker ID) and keeps
+    rows whose created_at equals the start time, so a replacement worker that
+    inherits a dead worker's ID and start time collides with the dead
+    worker's row and loops in ``_init_hash_ring`` retries while that row goes
+    stale. Holding the slot lock proves the predecessor is dead: the kernel
+    released its lock when it died. No live process may hold the same ID in
+    an older lane of this namespace (checked), so a live row is never taken.
+    """
+    ident = workerid.identity()
+    if ident.worker_id is None or ident.worker_id_source != "lock":
+        return
+    if node_uuid != mod.get_node_uuid(group_name, mod.CONF.host, ident.worker_id):
+        return
+    namesakes = _identity._namesakes()
+    if namesakes is None or namesakes:
+        log.info(
+            "workerid: not taking over hash ring node %s: worker ID %s is still held by %s",
+            node_uuid,
+            ident.worker_id,
+            namesakes,
+        )
+        return
+    model = mod.ovn_models.OVNHashRing
+    with mod.db_api.CONTEXT_WRITER.using(context):
+        deleted = (
+            context.session.query(model)
+            .filter(
+                model.node_uuid == node_uuid,
+                model.group_name == group_name,
+                model.hostname == mod.CONF.host,
+            )
+            .delete()
+        )
+    if deleted:
+        log.warning(
+            "workerid: took over hash ring node %s (worker %s): its previous holder died "
+            "without removing its row",
+            node_uuid,
+            ident.worker_id,
+        )
+
+
+def patch_hash_ring_db(mod: Any) -> None:
+    original = mod.add_node
+
+    @functools.wraps(original)
+    def add_node(context: Any, group_name: str, node_uuid: str, created_at: Any = None) -> Any:
+        _take_over(mod, context, group_name, node_uuid)
+        return original(context, group_name, node_uuid, created_at=created_at)
+
+    mod.add_node = add_node
