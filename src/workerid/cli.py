@@ -51,6 +51,44 @@ def _cmd_neutron(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_workers(lock_dir: str) -> int | None:
+    from . import status
+
+    report = status.scan(lock_dir)
+    counts = [
+        len(run["slots"]) for ns in report["namespaces"] for run in ns["runs"] if run["current"]
+    ]
+    return sum(counts) if counts else None
+
+
+def _cmd_neutron_check(args: argparse.Namespace) -> int:
+    from .neutron import _config as neutron_config
+    from .neutron import check
+
+    workers = args.workers
+    if workers is None:
+        lock_dir = args.lock_dir or os.path.join(neutron_config.lock_path()[0], "workerid")
+        workers = _live_workers(lock_dir)
+    try:
+        checks = check.run(
+            args.db_url,
+            args.api,
+            host=args.host,
+            workers=workers,
+            tunnel_types=args.tunnel_types.split(",") if args.tunnel_types else None,
+            token=args.token or os.environ.get("OS_TOKEN"),
+        )
+    except check.CheckError as exc:
+        print(f"workerid neutron-check: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump([c.__dict__ for c in checks], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(check.format_table(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workerid",
@@ -72,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     nsub.add_parser("wsgi-path", help="print the path of the shipped neutron-api.wsgi")
     nsub.add_parser("site-config", help="print an Apache site for Neutron under mod_wsgi")
     p.set_defaults(func=_cmd_neutron)
+
+    p = sub.add_parser(
+        "neutron-check", help="check a Neutron deployment's segment ranges, hash ring and API"
+    )
+    p.add_argument("--db-url", required=True, help="Neutron's [database] connection URL")
+    p.add_argument("--api", help="Neutron API URL (e.g. http://127.0.0.1:9696); omit to skip")
+    p.add_argument(
+        "--host", help="Neutron's [DEFAULT] host (default: from its config, else hostname)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="API workers expected on this host (default: live workers in workerid's lock dir)",
+    )
+    p.add_argument("--lock-dir", help="workerid lock dir (default: <lock_path>/workerid)")
+    p.add_argument("--tunnel-types", help="comma-separated (default: from [ml2] type_drivers)")
+    p.add_argument("--token", help="Keystone token (default: $OS_TOKEN; none with noauth)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_neutron_check)
     return parser
 
 

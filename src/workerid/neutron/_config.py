@@ -27,9 +27,9 @@ def config_files(environ: dict[str, str] | None = None) -> list[str]:
     return [os.path.join(directory, f) for f in files]
 
 
-def lock_path(environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """``(lock_path, where it came from)``."""
-    found, origin = DEFAULT_LOCK_PATH, "default"
+def _lookup(section: str, key: str, environ: dict[str, str] | None) -> tuple[str, str] | None:
+    """The last ``(value, file)`` that sets ``[section] key``, as oslo.config resolves it."""
+    found = None
     for path in config_files(environ):
         parser = configparser.RawConfigParser(strict=False)
         try:
@@ -37,7 +37,23 @@ def lock_path(environ: dict[str, str] | None = None) -> tuple[str, str]:
                 parser.read_file(f)
         except (OSError, configparser.Error, UnicodeDecodeError):
             continue
-        value = parser.get("oslo_concurrency", "lock_path", fallback="").strip()
-        if value and os.path.isabs(value):
-            found, origin = value, path
-    return found, origin
+        if section == "DEFAULT":
+            value = parser.defaults().get(key.lower(), "").strip()
+        else:
+            value = parser.get(section, key, fallback="").strip()
+        if value:
+            found = (value, path)
+    return found
+
+
+def option(section: str, key: str, environ: dict[str, str] | None = None) -> str | None:
+    found = _lookup(section, key, environ)
+    return found[0] if found else None
+
+
+def lock_path(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(lock_path, where it came from)``."""
+    found = _lookup("oslo_concurrency", "lock_path", environ)
+    if found and os.path.isabs(found[0]):
+        return found
+    return DEFAULT_LOCK_PATH, "default"
