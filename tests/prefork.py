@@ -14,6 +14,8 @@ workers, as after a real fork):
 * ``PREFORK_ONCE=FILE``  each worker calls a ``workerid.once("seed")`` function
                          that appends a line to FILE
 * ``PREFORK_USER=name``  drop privileges to that user before anything else
+* ``PREFORK_WORKER_USER=name``  the master stays root; each worker drops to that
+                         user right after the fork (as gunicorn ``--user`` does)
 * ``PREFORK_MASTER_FIRST=1``  the master calls ``workerid.worker_id()`` before it forks
 """
 
@@ -33,7 +35,18 @@ def _write(path: str, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def _drop_to(user: str) -> None:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
 def _worker(out: str) -> None:
+    if os.environ.get("PREFORK_WORKER_USER"):
+        _drop_to(os.environ["PREFORK_WORKER_USER"])
     import workerid
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -63,12 +76,7 @@ def main() -> None:
     out, count = sys.argv[1], int(sys.argv[2])
     user = os.environ.get("PREFORK_USER")
     if user:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        os.setgroups([])
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
+        _drop_to(user)
     if os.environ.get("PREFORK_MASTER_FIRST") == "1":
         import workerid
 

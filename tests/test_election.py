@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import alive
 
@@ -122,3 +125,17 @@ def test_once_runs_in_exactly_one_worker_per_run(start_server: Any, shared_tmp: 
     second = start_server(workers=4, PREFORK_ONCE=str(seeds))
     second.identities()
     assert len(seeds.read_text().split()) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a root master")
+def test_workers_that_drop_privileges_still_find_their_master(
+    start_server: Any, lock_dir: Path
+) -> None:
+    """A root master's /proc/<pid>/exe is unreadable to its www-data workers."""
+    lock_dir.mkdir(mode=0o700)
+    os.chown(lock_dir, 65534, 65534)
+    server = start_server(workers=3, PREFORK_WORKER_USER="nobody")
+    idents = server.identities()
+    assert ids(idents) == [1, 2, 3]
+    assert {i["supervisor_pid"] for i in idents} == {server.master["pid"]}
+    assert len({i["start_time"] for i in idents}) == 1

@@ -136,3 +136,16 @@ def test_workers_started_by_spawn_find_their_supervisor(shared_tmp: Path, lock_d
     assert sorted(i["worker_id"] for i in idents) == [1, 2, 3]
     assert len({i["supervisor_pid"] for i in idents}) == 1
     assert len({i["start_time"] for i in idents}) == 1
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for gunicorn --user")
+def test_gunicorn_workers_that_drop_to_another_user(app_dir: Path, lock_dir: Path) -> None:
+    lock_dir.mkdir(mode=0o700)
+    os.chown(lock_dir, 65534, 65534)
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--user", "nobody",
+            "--group", "nogroup", "-c", "python:workerid.gunicorn", "app:application"]  # fmt: skip
+    answers = run_server(argv, app_dir, lock_dir, port, 2)
+    assert sorted(a["now"]["worker_id"] for a in answers) == [1, 2]
+    assert {a["now"]["worker_count"] for a in answers} == {2}

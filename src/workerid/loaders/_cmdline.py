@@ -28,6 +28,18 @@ def option_int(argv: list[str], *names: str) -> int | None:
     return found if found is not None and found > 0 else None
 
 
+def same_program(pid: int) -> bool:
+    """Does ``pid`` run our executable (a fork of us, or our spawning parent)?
+
+    ``/proc/<pid>/exe`` of a process owned by another user cannot be read:
+    a gunicorn arbiter or uWSGI master started as root whose workers dropped
+    to ``www-data``. Then the executable is not known and does not count
+    against; the command line (readable by all) has to decide.
+    """
+    theirs = _procfs.exe(pid)
+    return theirs is None or theirs == _procfs.exe(os.getpid())
+
+
 def parent_runs(program: str) -> list[str] | None:
     """The parent's argv if the parent is ``program`` run by our own executable.
 
@@ -37,7 +49,7 @@ def parent_runs(program: str) -> list[str] | None:
     """
     ppid = os.getppid()
     argv = _procfs.cmdline(ppid)
-    if not argv or _procfs.exe(ppid) != _procfs.exe(os.getpid()):
+    if not argv or not same_program(ppid):
         return None
     head = argv[:4]
     if any(program in os.path.basename(a) or a == program for a in head):

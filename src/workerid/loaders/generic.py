@@ -12,18 +12,13 @@ import os
 
 from .. import _procfs
 from ._base import Detected
-from ._cmdline import spawned_child, web_concurrency
+from ._cmdline import same_program, spawned_child, web_concurrency
 
 
 def detect() -> Detected:
     ppid = os.getppid()
     me = os.getpid()
-    forked_copy = (
-        ppid > 1
-        and _procfs.exe(ppid) is not None
-        and _procfs.exe(ppid) == _procfs.exe(me)
-        and _procfs.cmdline(ppid) == _procfs.cmdline(me)
-    )
+    forked_copy = ppid > 1 and same_program(ppid) and _procfs.cmdline(ppid) == _procfs.cmdline(me)
     if forked_copy or spawned_child():
         count = web_concurrency()
         return Detected(
