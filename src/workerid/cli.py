@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_identity)
 
+    from .verify import cli as verify_cli
+
+    verify_cli.add_parser(sub)
+
     p = sub.add_parser("neutron", help="files for serving OpenStack Neutron with workerid")
     nsub = p.add_subparsers(dest="neutron_command", required=True)
     nsub.add_parser("wsgi-path", help="print the path of the shipped neutron-api.wsgi")

@@ -1,0 +1,140 @@
+"""``workerid verify``: run the scenarios on real servers and print the verdict.
+
+Hook for the main CLI: :func:`add_parser` adds the ``verify`` sub-command
+and :func:`run` runs it; ``python -m workerid.verify`` runs it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import records, scenarios
+from .report import Report, Verdict, format_table
+from .servers import SERVERS, Options, ServerError
+from .servers._base import binary
+
+#: what ``--server all`` runs, in order
+ALL = ("mod_wsgi", "mod_wsgi-site", "gunicorn", "uwsgi", "uvicorn")
+#: the executables each server needs
+NEEDS = {
+    "mod_wsgi": ("mod_wsgi-express", "apache2"),
+    "mod_wsgi-site": ("mod_wsgi-express", "apache2"),
+    "gunicorn": ("gunicorn",),
+    "uwsgi": ("uwsgi",),
+    "uvicorn": ("uvicorn",),
+}
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        choices=(*ALL, "all"),
+        default="all",
+        help="which server to verify (mod_wsgi: mod_wsgi-express; mod_wsgi-site: a plain "
+        "Apache config with WSGIDaemonProcess); default: all",
+    )
+    p.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
+    p.add_argument(
+        "--restarts", type=int, default=3, help="full restarts, the last two in one second"
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the run directory and logs")
+    p.add_argument("--user", default="www-data", help="the worker user (default www-data)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "verify",
+        help="prove the invariants on real servers (Apache mod_wsgi, gunicorn, uWSGI, uvicorn)",
+        description=__doc__,
+    )
+    _arguments(p)
+    p.set_defaults(func=run)
+
+
+def missing_binaries(name: str, prefix: Path) -> list[str]:
+    """The executables ``name`` needs that are not installed."""
+    probe = Options(1, Path(), Path(), Path(), Path(), prefix=prefix)
+    missing = []
+    for exe in NEEDS[name]:
+        try:
+            binary(probe, exe)
+        except ServerError:
+            missing.append(exe)
+    return missing
+
+
+def verify_server(name: str, root: Path, args: argparse.Namespace, report: Report) -> None:
+    base = root / name
+    opts = Options(
+        workers=args.workers,
+        run_dir=base / "run",
+        state_dir=base / "state",
+        lock_dir=base / "locks",
+        db_path=base / "state" / "verify.sqlite",
+        user=args.user,
+        group=args.user,
+    )
+    missing = missing_binaries(name, opts.prefix)
+    if missing:
+        report.add(
+            name, "setup", "installed", Verdict("server installed", f"missing {missing}", False)
+        )
+        return
+    scenarios.prepare_dirs(base, opts)
+    uid, gid = scenarios.worker_user(opts)
+    conn = records.prepare(str(opts.db_path), uid, gid)
+    server = SERVERS[name](opts)
+    report.logs[name] = [str(p) for p in server.log_paths]
+    session = scenarios.Session(server, report, conn, restarts=args.restarts)
+    try:
+        scenarios.run_all(session, base / "locks-ro")
+    finally:
+        conn.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print(
+            "workerid verify: run as root (Apache and the workers run as --user)", file=sys.stderr
+        )
+        return 2
+    if args.workers < 1:
+        print("workerid verify: --workers must be at least 1", file=sys.stderr)
+        return 2
+    names = ALL if args.server == "all" else (args.server,)
+    root = Path(tempfile.mkdtemp(prefix="workerid-verify-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the worker user must reach its dirs inside
+    report = Report()
+    try:
+        for name in names:
+            began = time.monotonic()
+            verify_server(name, root, args, report)
+            report.seconds[name] = time.monotonic() - began
+    finally:
+        print(format_table(report))
+        for topic, note in report.notes.items():
+            print(f"  {topic}: {note}")
+        if args.json:
+            report.write_json(args.json)
+        if args.keep or not report.ok:
+            print(f"run directory kept: {root}")
+            for server in report.failed_servers():
+                for path in report.logs.get(server, []):
+                    print(f"  {server} log: {path}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workerid verify", description=__doc__)
+    _arguments(parser)
+    return run(parser.parse_args(argv))
