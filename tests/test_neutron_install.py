@@ -191,21 +191,29 @@ def test_seeding_runs_in_one_worker_of_many_whatever_its_id(
     assert sum(line.endswith("[99]") for line in lines) == 1  # exactly one worker seeded
 
 
-def test_install_is_a_no_op_under_uwsgi(tmp_path: Path, lock_dir: Path) -> None:
+def test_under_uwsgi_its_values_are_kept_and_the_count_fixed(
+    tmp_path: Path, lock_dir: Path
+) -> None:
     make_neutron(tmp_path, master=False)
     out = run(
         tmp_path,
         lock_dir,
         """
         import sys, types
-        sys.modules["uwsgi"] = types.SimpleNamespace(worker_id=lambda: 3, numproc=4, opt={})
+        sys.modules["uwsgi"] = types.SimpleNamespace(
+            worker_id=lambda: 3, numproc=4, masterpid=lambda: 1, started_on=1700000000,
+            opt={"start-time": b"1700000007"},
+        )
         import workerid.neutron
         print(workerid.neutron.install())
         from neutron.common import wsgi_utils
-        print(wsgi_utils.get_api_worker_id())
+        from neutron import service
+        wid, start = wsgi_utils.get_api_worker_id(), wsgi_utils.get_start_time()
+        print(wid, start, service._get_api_workers())
         """,
     )
-    assert out.splitlines() == ["False", "3"]
+    # 28.0.0 alone would say 2 (api_workers unset: the CPUs), not uWSGI's 4 processes.
+    assert out.splitlines() == ["True", "3 1700000007 4"]
 
 
 def test_lock_dir_defaults_to_neutrons_lock_path(tmp_path: Path, shared_tmp: Path) -> None:

@@ -12,7 +12,11 @@ workerid before Neutron loads::
     workerid.neutron.install()
     from neutron.wsgi.api import application
 
-which is all ``workerid.neutron.wsgi`` does. Under uWSGI it changes nothing.
+which is all ``workerid.neutron.wsgi`` does. Under uWSGI, uWSGI's own worker
+ID and start time are kept (workerid passes them through) and two faults
+Neutron has there too are fixed: 28.0.0 counts workers by ``api_workers`` or
+the CPUs instead of ``uwsgi.numproc``, and a worker respawned after
+``kill -9`` collides with its own dead hash-ring row.
 """
 
 from __future__ import annotations
@@ -57,16 +61,13 @@ def install(
     first match: ``lock_dir``, ``WORKERID_DIR``, ``<[oslo_concurrency]
     lock_path>/workerid`` from Neutron's own config files (Ubuntu:
     ``/var/lib/neutron/lock/workerid``). Returns whether patches were
-    installed: ``False`` under uWSGI, whose own values Neutron already reads,
-    and on a second call. Never raises for a bad environment; a problem is
-    logged and reported by ``workerid.identity().degraded``.
+    installed (``False`` on a second call). Never raises for a bad
+    environment; a problem is logged and reported by
+    ``workerid.identity().degraded``.
     """
     global _installed
     with _lock:
         if _installed:
-            return False
-        if "uwsgi" in sys.modules or "uwsgi" in sys.builtin_module_names:
-            log.info("workerid: running under uWSGI; Neutron reads uWSGI's own values")
             return False
         if lock_dir is None and not os.environ.get(_core_config.ENV_DIR):
             base, origin = _config.lock_path()

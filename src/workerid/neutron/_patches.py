@@ -125,16 +125,22 @@ def _take_over(mod: Any, context: Any, group_name: str, node_uuid: str) -> None:
     rows whose created_at equals the start time, so a replacement worker that
     inherits a dead worker's ID and start time collides with the dead
     worker's row and loops in ``_init_hash_ring`` retries while that row goes
-    stale. Holding the slot lock proves the predecessor is dead: the kernel
-    released its lock when it died. No live process may hold the same ID in
-    an older lane of this namespace (checked), so a live row is never taken.
+    stale. Proof that the predecessor is dead:
+
+    * an elected ID (``lock``): the kernel released the predecessor's slot
+      lock when it died, and no live process holds the same ID in an older
+      lane of this namespace (checked), so a live row is never taken;
+    * uWSGI's own ID: uWSGI respawns worker N only after it has reaped the
+      previous worker N (``core/master.c``, ``uwsgi_respawn_worker``), and a
+      graceful reload re-execs the master after all workers have exited,
+      which also gives a new start time.
     """
     ident = workerid.identity()
-    if ident.worker_id is None or ident.worker_id_source != "lock":
+    if ident.worker_id is None or ident.worker_id_source not in ("lock", "uwsgi"):
         return
     if node_uuid != mod.get_node_uuid(group_name, mod.CONF.host, ident.worker_id):
         return
-    namesakes = _identity._namesakes()
+    namesakes = [] if ident.worker_id_source == "uwsgi" else _identity._namesakes()
     if namesakes is None or namesakes:
         log.info(
             "workerid: not taking over hash ring node %s: worker ID %s is still held by %s",
