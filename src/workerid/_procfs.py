@@ -40,6 +40,12 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[close + 2 :].decode("ascii", "replace").split()
 
 
+def state(pid: int) -> str | None:
+    """The one-letter process state (``R``, ``S``, ``Z``...; proc(5) field 3)."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
 def start_ticks(pid: int) -> int | None:
     """Process start time in clock ticks since boot (proc(5) field 22).
 

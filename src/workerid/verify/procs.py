@@ -16,13 +16,8 @@ from workerid import _procfs
 
 def alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read(4096)
-    except OSError:
-        return False
-    close = raw.rfind(b")")
-    return close >= 0 and raw[close + 2 : close + 3] != b"Z"
+    state = _procfs.state(pid)
+    return state is not None and state != "Z"
 
 
 def children(ppid: int) -> list[int]:
