@@ -1,0 +1,330 @@
+"""Issue 4's end-to-end proof: unmodified Neutron 28.0.0 under Apache mod_wsgi, with and without
+workerid, against real MariaDB and OVN. Run by ``bash scripts/e2e-neutron.sh`` (WORKERID_E2E=1).
+
+Order matters (tests share a deployment per class and run top to bottom):
+
+* ``test_without_workerid``: the bug (503 NoNetworkAvailable, no default range).
+* ``TestModWsgiExpress``: ``mod_wsgi-express setup-server`` with workerid (4 daemon processes,
+  WSGIImportScript): first answer after start is 201, seeded once, hash ring, neutron-check,
+  ``-k restart``, stop/start, ``kill -9``, ``-k graceful``, ten restarts, a clean log.
+* ``TestApacheSite``: Debian's apache2 with ``workerid neutron site-config``: cold start, restart.
+
+Each deployment starts from a freshly created ``neutron`` database, an empty OVN NB and no
+workerid state, so "seeded exactly once" means once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import neutron_lab as lab
+
+pytestmark = pytest.mark.e2e
+
+WORK = Path(os.environ.get("WORKERID_E2E_DIR", str(lab.STATE / "e2e")))
+SEEDED = "workerid: seeded the ML2 default segment ranges"
+NEUTRON_SEEDS = "Initializing driver network segment range support for type 'geneve'"
+GENEVE = ("geneve", 1, 65536)  # ml2_conf.ini vni_ranges 1:65536
+
+
+def neutron_host() -> str:
+    """[DEFAULT] host: unset in neutron_env.sh's config, so Neutron uses the hostname."""
+    return socket.gethostname()
+
+
+def workerid_status() -> dict[str, object]:
+    """The current run of the only namespace in the lock directory (`workerid status --json`)."""
+    out = lab.run(
+        [str(lab.VENV / "bin/workerid"), "status", "--dir", str(lab.WORKERID_DIR), "--json"]
+    )
+    report = json.loads(out)
+    namespaces = report["namespaces"]
+    assert len(namespaces) == 1, report
+    current = [r for r in namespaces[0]["runs"] if r["current"]]
+    assert len(current) == 1, report
+    run: dict[str, object] = current[0]
+    return run
+
+
+def slots_by_pid() -> dict[int, int]:
+    slots = workerid_status()["slots"]
+    assert isinstance(slots, list)
+    return {int(s["pid"]): int(s["worker_id"]) for s in slots}
+
+
+def assert_create_201(where: str) -> dict[str, object]:
+    """POST /v2.0/networks -> 201, geneve, VNI inside the one default range; then DELETE."""
+    status, net = lab.create_network()
+    assert status == 201, f"{where}: POST /v2.0/networks -> {status} {lab.error_type(net)}"
+    ranges = lab.default_ranges()
+    assert len(ranges) == 1, f"{where}: default ranges {ranges}"
+    rng = ranges[0]
+    assert (rng.network_type, rng.minimum, rng.maximum) == GENEVE
+    assert net["provider:network_type"] == "geneve", net
+    vni = net["provider:segmentation_id"]
+    assert isinstance(vni, int) and rng.minimum <= vni <= rng.maximum, net
+    assert lab.delete_network(str(net["id"])) == 204
+    return dict(net)
+
+
+@dataclass
+class Deployment:
+    server: lab.Apache
+    first: lab.FirstAnswer
+    created_at: list[dt.datetime] = field(default_factory=list)  # ring created_at, per run
+
+
+def start_and_probe(server: lab.Apache) -> lab.FirstAnswer:
+    """Start the server and POST from that moment on; the first HTTP answer."""
+    t0 = time.monotonic()
+    server.start()
+    first = lab.poll_first_post(t0)
+    lab.log(f"first answer {first.status} {lab.error_type(first.body)} at {first.seconds:.2f}s")
+    return first
+
+
+def settled_ring(
+    after: dt.datetime | None = None, equal: dt.datetime | None = None, timeout: float = 90
+) -> list[lab.RingRow]:
+    """Wait for 4 live rows with one created_at (strictly later than `after` / equal to `equal`)."""
+
+    def ok(rows: list[lab.RingRow]) -> bool:
+        if not lab.ring_settled(rows, equal):
+            return False
+        return after is None or rows[0].created_at > after
+
+    return lab.wait_for(lab.ring, ok, timeout, "4 hash ring rows with one created_at")
+
+
+def check_run(server: lab.Apache, offset: int, where: str, *, reseeded: bool) -> dt.datetime:
+    """A run after start/restart: ring, nodes, range, seeding count, log, network create."""
+    rows = lab.ring()
+    created = rows[0].created_at
+    host = neutron_host()
+    assert {r.node_uuid for r in rows} == {lab.node_uuid(i, host) for i in range(1, 5)}, rows
+    assert {r.hostname for r in rows} == {host}
+    status = workerid_status()
+    start = dt.datetime.fromtimestamp(int(str(status["start_time"])), dt.timezone.utc)
+    assert start.replace(tzinfo=None) == created, (status, rows)
+    ranges = lab.default_ranges()
+    assert len(ranges) == 1, f"{where}: default ranges {ranges}"
+    new_log = server.log_since(offset)
+    if reseeded:
+        # the range belongs to this run: seeded once, by one worker, with this run's start time
+        assert ranges[0].created_at == created, (ranges, created)
+        assert new_log.count(SEEDED) == 1, f"{where}: seeded {new_log.count(SEEDED)} times"
+        assert new_log.count(NEUTRON_SEEDS) == 1
+    else:
+        assert new_log.count(SEEDED) == 0 and new_log.count(NEUTRON_SEEDS) == 0
+    assert server.bad_lines(offset) == [], where
+    assert_create_201(where)
+    return created
+
+
+# --- 1. without workerid -------------------------------------------------------------------------
+
+
+def test_without_workerid() -> None:
+    """Plain `from neutron.wsgi.api import application`: 503 NoNetworkAvailable, no range."""
+    lab.recreate_database()
+    server = lab.ExpressServer(WORK / "plain", lab.PLAIN_WSGI).setup()
+    with lab.running(server):
+        first = start_and_probe(server)
+        later = [lab.create_network() for _ in range(4)]
+        ranges = lab.default_ranges()
+    answers = [(first.status, lab.error_type(first.body))]
+    answers += [(status, lab.error_type(body)) for status, body in later]
+    assert answers == [(503, "NoNetworkAvailable")] * 5
+    assert ranges == []
+
+
+# --- 2-6. with workerid, mod_wsgi-express ------------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def express() -> Iterator[Deployment]:
+    lab.recreate_database()
+    WORK.mkdir(parents=True, exist_ok=True)
+    os.chmod(WORK, 0o755)
+    wsgi = WORK / "neutron-api-workerid.wsgi"
+    wsgi.write_text(lab.WORKERID_WSGI.format(etc=lab.ETC))
+    os.chmod(wsgi, 0o644)
+    server = lab.ExpressServer(WORK / "express", wsgi).setup()
+    with lab.running(server):
+        yield Deployment(server, start_and_probe(server))
+
+
+class TestModWsgiExpress:
+    def test_first_answer_after_start_is_201(self, express: Deployment) -> None:
+        """Polling POST from `apachectl start`: the very first answer is 201 (no 503 window)."""
+        first = express.first
+        assert first.status == 201, f"first answer {first.status} {lab.error_type(first.body)}"
+        assert first.body["provider:network_type"] == "geneve"
+
+    def test_network_create_geneve_in_default_range(self, express: Deployment) -> None:
+        assert_create_201("after start")
+
+    def test_hash_ring_and_single_seeding(self, express: Deployment) -> None:
+        """4 rows (worker IDs 1-4), one created_at = workerid's start time; range seeded once."""
+        settled_ring()
+        express.created_at.append(check_run(express.server, 0, "cold start", reseeded=True))
+
+    def test_neutron_check_passes(self, express: Deployment) -> None:
+        env = {**os.environ, "OS_NEUTRON_CONFIG_DIR": str(lab.ETC)}
+        cmd = [str(lab.VENV / "bin/workerid"), "neutron-check", "--db-url", lab.DB_URL]
+        out = lab.run([*cmd, "--api", lab.API], env=env)  # raises unless it exits 0
+        print(out)
+        assert "FAIL" not in out
+
+    def test_restart_advances_created_at(self, express: Deployment) -> None:
+        server = express.server
+        old = server.daemons()
+        offset = server.log_size()
+        server.restart()
+        server.wait_daemons(exclude=old)
+        settled_ring(after=express.created_at[-1])
+        express.created_at.append(check_run(server, offset, "after -k restart", reseeded=True))
+
+    def test_stop_start_advances_created_at(self, express: Deployment) -> None:
+        server = express.server
+        server.stop()
+        left = lab.ring()
+        offset = server.log_size()
+        first = start_and_probe(server)
+        assert first.status == 201, f"first answer {first.status} {lab.error_type(first.body)}"
+        server.wait_daemons()
+        settled_ring(after=express.created_at[-1])
+        express.created_at.append(check_run(server, offset, "after stop/start", reseeded=True))
+        # the stopped workers removed their own rows on SIGTERM (Neutron's handler)
+        assert left == [], left
+
+    def test_kill_9_replacement_takes_over_its_row(self, express: Deployment) -> None:
+        server = express.server
+        created = express.created_at[-1]
+        holders = slots_by_pid()
+        victim = next(pid for pid, wid in holders.items() if wid == 2)
+        node = lab.node_uuid(2, neutron_host())
+        old = server.daemons()
+        offset = server.log_size()
+        killed_at = lab.db_now()
+        lab.log(f"kill -9 {victim} (worker 2, hash ring node {node})")
+        os.kill(victim, signal.SIGKILL)
+        new = server.wait_daemons(exclude=[victim])
+        (replacement,) = set(new) - set(old)
+
+        def registered(rows: list[lab.RingRow]) -> bool:
+            mine = [r for r in rows if r.node_uuid == node]
+            return (
+                lab.ring_settled(rows, created) and bool(mine) and mine[0].updated_at >= killed_at
+            )
+
+        t0 = time.monotonic()
+        lab.wait_for(lab.ring, registered, 60, f"the replacement's fresh row {node}")
+        lab.log(f"replacement {replacement} registered {time.monotonic() - t0:.1f}s after kill")
+        assert slots_by_pid().get(replacement) == 2
+        new_log = server.log_since(offset)
+        assert f"took over hash ring node {node}" in new_log, new_log[-3000:]
+        assert server.bad_lines(offset) == []
+        assert new_log.count(SEEDED) == 0  # same run: no reseeding
+        assert len(lab.default_ranges()) == 1
+        assert_create_201("after kill -9")
+
+    def test_graceful_keeps_created_at(self, express: Deployment) -> None:
+        """`-k graceful`: every daemon is replaced (mod_wsgi does not drain them; Apache keeps
+        restart_time), and it is the same server run: created_at kept, the same 4 nodes
+        re-added (the old daemons remove their rows on SIGTERM, or the new ones take them
+        over), the range not reseeded, network create 201."""
+        server = express.server
+        created = express.created_at[-1]
+        ranges = lab.default_ranges()
+        old = server.daemons()
+        offset = server.log_size()
+        server.graceful()
+        server.wait_daemons(exclude=old)
+        settled_ring(equal=created)
+        # let every new daemon finish loading before judging the log
+        lab.wait_for(
+            lambda: server.log_since(offset).count("WorkerService process has finished"),
+            lambda n: n >= lab.PROCESSES,
+            60,
+            "4 workers initialised",
+        )
+        assert check_run(server, offset, "after -k graceful", reseeded=False) == created
+        assert lab.default_ranges() == ranges
+        new_log = server.log_since(offset)
+        removed = re.findall(r'Node "(\w+)" removed from the Hash Ring', new_log)
+        added = re.findall(r"Node (\w+) from host .* added to the Hash Ring", new_log)
+        took_over = re.findall(r"took over hash ring node (\w+)", new_log)
+        lab.log(
+            f"graceful: {len(removed)} rows removed by the old daemons' SIGTERM handler, "
+            f"{len(added)} added by the new ones, {len(took_over)} taken over; "
+            f"created_at kept at {created}"
+        )
+        assert sorted(added) == sorted(lab.node_uuid(i, neutron_host()) for i in range(1, 5))
+
+    def test_ten_restarts(self, express: Deployment) -> None:
+        server = express.server
+        for i in range(1, 11):
+            old = server.daemons()
+            offset = server.log_size()
+            t0 = time.monotonic()
+            server.restart()
+            server.wait_daemons(exclude=old)
+            settled_ring(after=express.created_at[-1])
+            created = check_run(server, offset, f"restart {i}/10", reseeded=True)
+            lab.log(f"restart {i}/10: created_at {created} ({time.monotonic() - t0:.1f}s)")
+            express.created_at.append(created)
+        stamps = express.created_at
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
+
+    def test_whole_log_clean(self, express: Deployment) -> None:
+        """No duplicate-key, retry-limit or CRITICAL hash ring line over the whole deployment."""
+        log = express.server.log_since(0)
+        assert express.server.bad_lines(0) == []
+        assert "WorkerService process has finished" in log
+
+
+# --- the Apache site variant ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def site() -> Iterator[Deployment]:
+    lab.recreate_database()
+    server = lab.SiteServer(WORK / "site").setup()
+    with lab.running(server):
+        yield Deployment(server, start_and_probe(server))
+
+
+class TestApacheSite:
+    """Debian's apache2, minimal httpd.conf, the shipped site template (lazy WSGIScriptAlias +
+    WSGIImportScript, `WSGIDaemonProcess neutron-api processes=4 ... server-metrics=On`)."""
+
+    def test_cold_start(self, site: Deployment) -> None:
+        first = site.first
+        assert first.status == 201, f"first answer {first.status} {lab.error_type(first.body)}"
+        daemons = site.server.daemons()
+        assert len(daemons) == lab.PROCESSES
+        for pid in daemons:
+            assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"(wsgi:neutron-api")
+        settled_ring()
+        site.created_at.append(check_run(site.server, 0, "site cold start", reseeded=True))
+
+    def test_restart(self, site: Deployment) -> None:
+        server = site.server
+        old = server.daemons()
+        offset = server.log_size()
+        server.restart()
+        server.wait_daemons(exclude=old)
+        settled_ring(after=site.created_at[-1])
+        site.created_at.append(check_run(server, offset, "site -k restart", reseeded=True))
