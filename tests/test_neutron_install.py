@@ -51,6 +51,7 @@ def _get_api_workers():
     return 2  # api_workers unset: the CPU count
 """
 MANAGERS = """
+import time
 from neutron.common import wsgi_utils
 SEEDED = []
 
@@ -58,7 +59,13 @@ class TypeManager:
     def initialize_network_segment_range_support(self, start_time):
         if wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID:
             return
-        SEEDED.append(start_time)
+        time.sleep(0.3)  # 65,536 allocations take a while
+        SEEDED.append(time.time())
+"""
+API = """
+from neutron.plugins.ml2 import managers
+managers.TypeManager().initialize_network_segment_range_support(99)
+application = "neutron"
 """
 
 
@@ -70,6 +77,8 @@ def make_neutron(root: Path, *, master: bool) -> None:
         "neutron/plugins/__init__.py": "",
         "neutron/plugins/ml2/__init__.py": "",
         "neutron/plugins/ml2/managers.py": MANAGERS,
+        "neutron/wsgi/__init__.py": "",
+        "neutron/wsgi/api.py": API,
     }
     if not master:  # master removed api_workers and service._get_api_workers
         files["neutron/service.py"] = SERVICE
@@ -117,7 +126,7 @@ def test_install_before_import_answers_every_question(
         except ImportError:
             print("no service")
         managers.TypeManager().initialize_network_segment_range_support(42)
-        print(managers.SEEDED)
+        print(len(managers.SEEDED))
         """,
         env={"WORKERID_COUNT": "4"},
     )
@@ -125,7 +134,7 @@ def test_install_before_import_answers_every_question(
     assert lines[0] == "1 4"
     assert lines[1:3] == ["True", "True"]
     assert lines[3] == ("no service" if master else "4")
-    assert lines[4] == "[42]"
+    assert lines[4] == "1"
 
 
 def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
@@ -148,10 +157,10 @@ def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
     assert out.splitlines() == ["None 7", "1234567890"]
 
 
-def test_seeding_runs_in_one_worker_of_many_whatever_its_id(
+def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
     tmp_path: Path, shared_tmp: Path
 ) -> None:
-    """Four workers of one pre-fork master; the seed runs once, not necessarily in worker 1."""
+    """Four workers of one pre-fork master load Neutron (neutron.wsgi.api) at once."""
     make_neutron(tmp_path, master=False)
     seeds = shared_tmp / "seeds"
     out = run(
@@ -166,10 +175,12 @@ def test_seeding_runs_in_one_worker_of_many_whatever_its_id(
             pid = os.fork()
             if pid == 0:
                 os.close(hold_w)
+                import neutron.wsgi.api  # loads Neutron; install() waits for seeding after it
                 from neutron.plugins.ml2 import managers
-                managers.TypeManager().initialize_network_segment_range_support(99)
+                ready = time.time()
+                seeded = managers.SEEDED[0] if managers.SEEDED else 0
                 with open({str(seeds)!r}, "a") as f:
-                    f.write(f"{{workerid.worker_id()}} {{managers.SEEDED}}\\n")
+                    f.write(f"{{workerid.worker_id()}} {{seeded}} {{ready}}\\n")
                 os.read(hold_r, 1)
                 os._exit(0)
             pids.append(pid)
@@ -185,10 +196,11 @@ def test_seeding_runs_in_one_worker_of_many_whatever_its_id(
         """,
     )
     assert out == "done"
-    lines = seeds.read_text().splitlines()
-    assert len(lines) == 4
-    assert sorted(line.split()[0] for line in lines) == ["1", "2", "3", "4"]
-    assert sum(line.endswith("[99]") for line in lines) == 1  # exactly one worker seeded
+    rows = [line.split() for line in seeds.read_text().splitlines()]
+    assert sorted(r[0] for r in rows) == ["1", "2", "3", "4"]
+    seeded = [float(r[1]) for r in rows if float(r[1]) > 0]
+    assert len(seeded) == 1  # exactly one worker seeded
+    assert all(float(r[2]) >= seeded[0] for r in rows)  # nobody was ready before it was done
 
 
 def test_under_uwsgi_its_values_are_kept_and_the_count_fixed(
@@ -279,11 +291,11 @@ def test_a_worker_other_than_1_seeds_when_it_loads_first(tmp_path: Path, shared_
         if second == 0:
             from neutron.plugins.ml2 import managers
             managers.TypeManager().initialize_network_segment_range_support(7)
-            print(workerid.worker_id(), managers.SEEDED, flush=True)
+            print(workerid.worker_id(), len(managers.SEEDED), flush=True)
             os._exit(0)
         os.waitpid(second, 0)
         os.close(hold_w)
         os.waitpid(first, 0)
         """,
     )
-    assert out == "2 [7]"
+    assert out == "2 1"

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 from . import _identity, _layout, _reclock, _statefile
 
@@ -80,41 +80,42 @@ def _degraded_run(name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwar
     return fn(*args, **kwargs)
 
 
-def _run(
+#: what one attempt did: "ran" it, found it "done" (in this run), found it
+#: "busy" (another worker holds the lock past the timeout), or ran it
+#: "degraded" (no lock directory: see _degraded_run)
+Outcome = Literal["ran", "done", "busy", "degraded"]
+
+
+def _attempt(
     name: str, timeout: float | None, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
-) -> R | None:
+) -> tuple[Outcome, R | None]:
     generation = _identity.identity().generation
     if generation is not None and _memo.get(name) == generation:
-        return None
+        return "done", None
     ns_dir = _identity._state_dir()
     if ns_dir is None or generation is None:
         result = _degraded_run(name, fn, *args, **kwargs)
         _memo[name] = generation or ""
-        return result
+        return "degraded", result
     with _guard:
         tlock = _thread_locks.setdefault(name, threading.Lock())
     # Record locks exclude other processes only; threads of this process
     # are kept apart by the thread lock.
     with tlock:
         if _memo.get(name) == generation:
-            return None
+            return "done", None
         stem = os.path.join(ns_dir, _layout.once_stem(name))
         try:
             fd = _statefile.open_lock_file(stem + ".lock")
         except OSError as exc:
             _identity._warn(f"once({name!r}): cannot open {stem}.lock ({exc})")
-            return _degraded_run(name, fn, *args, **kwargs)
+            return "degraded", _degraded_run(name, fn, *args, **kwargs)
         try:
             if not _acquire(fd, timeout):
-                log.warning(
-                    "workerid: once(%r) still running in another worker after %gs; skipping here",
-                    name,
-                    timeout,
-                )
-                return None
+                return "busy", None
             if _marker_generation(stem + ".json") == generation:
                 _memo[name] = generation
-                return None
+                return "done", None
             result = fn(*args, **kwargs)
             try:
                 _statefile.write_json_atomic(
@@ -135,9 +136,58 @@ def _run(
                     exc,
                 )
             _memo[name] = generation
-            return result
+            return "ran", result
         finally:
             os.close(fd)  # drops the lock
+
+
+def _run(
+    name: str, timeout: float | None, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R | None:
+    outcome, result = _attempt(name, timeout, fn, *args, **kwargs)
+    if outcome == "busy":
+        log.warning(
+            "workerid: once(%r) still running in another worker after %gs; skipping here",
+            name,
+            timeout,
+        )
+    return result
+
+
+def try_once(name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Outcome:
+    """Run ``fn`` as ``once(name)`` would, but never wait: ``"busy"`` if another worker runs it.
+
+    For callers that have better things to do meanwhile and check back with
+    :func:`wait_done` before they depend on the result.
+    """
+    return _attempt(name, 0, fn, *args, **kwargs)[0]
+
+
+def wait_done(name: str, timeout: float | None) -> bool:
+    """Wait until no worker is running ``once(name)``; True if it is done in this run."""
+    generation = _identity.identity().generation
+    if generation is not None and _memo.get(name) == generation:
+        return True
+    ns_dir = _identity._state_dir()
+    if ns_dir is None or generation is None:
+        return False
+    stem = os.path.join(ns_dir, _layout.once_stem(name))
+    with _guard:
+        tlock = _thread_locks.setdefault(name, threading.Lock())
+    with tlock:
+        try:
+            fd = _statefile.open_lock_file(stem + ".lock")
+        except OSError:
+            return False
+        try:
+            if not _acquire(fd, timeout):
+                return False
+            done = _marker_generation(stem + ".json") == generation
+        finally:
+            os.close(fd)
+    if done:
+        _memo[name] = generation
+    return done
 
 
 def once(

@@ -82,9 +82,9 @@ def install(
             )
         _importhook.when_imported("neutron.common.wsgi_utils", _patches.patch_wsgi_utils)
         _importhook.when_imported("neutron.service", _patches.patch_service)
+        _importhook.when_imported("neutron.plugins.ml2.managers", _patches.patch_managers)
         _importhook.when_imported(
-            "neutron.plugins.ml2.managers",
-            lambda mod: _patches.patch_managers(mod, seed_timeout),
+            "neutron.wsgi.api", lambda mod: _patches.patch_wsgi_api(mod, seed_timeout)
         )
         _importhook.when_imported("neutron.db.ovn_hash_ring_db", _patches.patch_hash_ring_db)
         _installed = True

@@ -12,10 +12,11 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import workerid
-from workerid import _identity
+from workerid import _identity, _once
 
 log = logging.getLogger("workerid.neutron")
 
@@ -84,7 +85,11 @@ def patch_service(mod: Any) -> None:
 # --- neutron.plugins.ml2.managers --------------------------------------------------
 
 
-def patch_managers(mod: Any, seed_timeout: float) -> None:
+#: seedings this process left to another worker, to check on before serving
+_pending: list[Callable[[], None]] = []
+
+
+def patch_managers(mod: Any) -> None:
     cls = mod.TypeManager
     original = cls.initialize_network_segment_range_support
 
@@ -92,9 +97,10 @@ def patch_managers(mod: Any, seed_timeout: float) -> None:
     def initialize_network_segment_range_support(self: Any, start_time: Any) -> None:
         # Neutron seeds only in worker 1. Here the first worker of the run to
         # get here seeds (with a lazily loaded WSGIScriptAlias, worker 1 may
-        # not load Neutron until its first request), and every other worker
-        # waits on the lock until the seeding is done, so no worker serves
-        # before the default ranges exist (no 503 NoNetworkAvailable window).
+        # not load Neutron until its first request). The others do not wait
+        # here: they go on loading Neutron while it seeds (on 2 cores that
+        # overlap is most of a second) and wait for it at the end of the
+        # import of neutron.wsgi.api, before they serve (see wait_for_seeding).
         def seed() -> None:
             _first.active = True
             began = time.monotonic()
@@ -108,11 +114,42 @@ def patch_managers(mod: Any, seed_timeout: float) -> None:
                 time.monotonic() - began,
             )
 
-        waited = time.monotonic()
-        workerid.once(SEED_ONCE, timeout=seed_timeout)(seed)()
-        log.debug("workerid: segment range seeding settled after %.2fs", time.monotonic() - waited)
+        if _once.try_once(SEED_ONCE, seed) == "busy":
+            _pending.append(workerid.once(SEED_ONCE)(seed))
 
     cls.initialize_network_segment_range_support = initialize_network_segment_range_support
+
+
+def wait_for_seeding(seed_timeout: float) -> None:
+    """Before this worker serves: the seeding another worker started must be done.
+
+    Bounded by ``seed_timeout``; if the seeder died or failed, this worker
+    seeds itself (``once`` runs it here, since it is not marked done).
+    """
+    if not _pending:
+        return
+    began = time.monotonic()
+    done = _once.wait_done(SEED_ONCE, seed_timeout)
+    waited = time.monotonic() - began
+    if not done:
+        if waited >= seed_timeout:
+            log.warning(
+                "workerid: the ML2 default segment ranges were still being seeded after %.0fs; "
+                "serving anyway (requests may get 503 NoNetworkAvailable until it is done)",
+                waited,
+            )
+            _pending.clear()
+            return
+        for seed in _pending:  # the seeder failed: try here
+            seed()
+    _pending.clear()
+    log.info("workerid: waited %.2fs for another worker's segment range seeding", waited)
+
+
+def patch_wsgi_api(mod: Any, seed_timeout: float) -> None:
+    # Runs right after the module body, i.e. after boot_server() has loaded
+    # Neutron in this worker and before the server hands it a request.
+    wait_for_seeding(seed_timeout)
 
 
 # --- neutron.db.ovn_hash_ring_db ------------------------------------------------
