@@ -90,7 +90,11 @@ class _Apache(Server):
         return bool(argv) and argv[0].startswith("(wsgi:")
 
     def check_running(self) -> None:
-        if self.supervisor_pid() is None and self.pid_file.exists():
+        # Apache writes its pid file non-atomically while it starts: an empty
+        # or half-written file is "starting", not "dead". Only a readable PID
+        # that is gone means Apache died.
+        pid = procs.read_pid(str(self.pid_file))
+        if pid is not None and not procs.alive(pid):
             raise ServerError(f"{self.name}: Apache is not running; see {self.log_paths[0]}")
 
     def start(self) -> None:
