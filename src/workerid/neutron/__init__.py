@@ -88,14 +88,7 @@ def install(
         )
         _importhook.when_imported("neutron.db.ovn_hash_ring_db", _patches.patch_hash_ring_db)
         _installed = True
-    ident = workerid.identity()
-    log.info(
-        "workerid: Neutron worker %s of %s, start time %s (%s; lock dir %s)%s",
-        ident.worker_id,
-        ident.worker_count,
-        ident.start_time,
-        ident.loader,
-        ident.lock_dir,
-        "; degraded: " + " / ".join(ident.degraded) if ident.degraded else "",
-    )
+    # Decide now, in this worker, before Neutron loads; the summary is logged
+    # once Neutron has set up logging (see _patches.patch_wsgi_api).
+    workerid.identity()
     return True

@@ -148,8 +148,19 @@ def wait_for_seeding(seed_timeout: float) -> None:
 
 def patch_wsgi_api(mod: Any, seed_timeout: float) -> None:
     # Runs right after the module body, i.e. after boot_server() has loaded
-    # Neutron in this worker and before the server hands it a request.
+    # Neutron in this worker (and set up its logging) and before the server
+    # hands it a request.
     wait_for_seeding(seed_timeout)
+    ident = workerid.identity()
+    log.info(
+        "workerid: Neutron API worker %s of %s, start time %s (%s; lock dir %s)%s",
+        ident.worker_id,
+        ident.worker_count,
+        ident.start_time,
+        ident.loader,
+        ident.lock_dir,
+        "; degraded: " + " / ".join(ident.degraded) if ident.degraded else "",
+    )
 
 
 # --- neutron.db.ovn_hash_ring_db ------------------------------------------------
