@@ -20,13 +20,16 @@ T0=$(date +%s)
 cleanup() {
     local rc=$? pidfile pid
     # An Apache the tests could not stop (pytest killed): stop it by its pid file, never by name.
-    for pidfile in "${NEUTRON_E2E_STATE:-/var/lib/neutron-e2e}"/e2e/*/httpd.pid; do
+    # The same for a uWSGI master (SIGINT stops it; SIGTERM would only reload it).
+    local state="${NEUTRON_E2E_STATE:-/var/lib/neutron-e2e}" kind sig
+    for pidfile in "$state"/e2e/*/httpd.pid "$state"/e2e/uwsgi-*/uwsgi.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
+        case "$pidfile" in *uwsgi.pid) kind=uwsgi sig=INT ;; *) kind=apache2 sig=TERM ;; esac
         if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-            && grep -q apache2 "/proc/$pid/cmdline" 2>/dev/null; then
-            echo "[e2e-neutron] stopping leftover Apache $pid ($pidfile)"
-            kill -TERM "$pid" || true
+            && grep -q "$kind" "/proc/$pid/cmdline" 2>/dev/null; then
+            echo "[e2e-neutron] stopping leftover $kind $pid ($pidfile)"
+            kill -"$sig" "$pid" || true
             sleep 5
         fi
     done

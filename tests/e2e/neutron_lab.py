@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -18,13 +17,13 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from workerid.neutron import check
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -192,24 +191,28 @@ def clear_ovn_nb() -> None:
         run([*nbctl, "--if-exists", "ls-del", ls])
 
 
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def read_since(path: Path, offset: int = 0) -> str:
+    """A log file's text from byte ``offset`` on ("" if it does not exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 # --- the API ------------------------------------------------------------------------------
 
 
 def request(method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(API + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    req.add_header("Connection", "close")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode("utf-8", "replace")[:300]
+    return check.api_request(method, API + path, body, timeout=timeout)
 
 
 def error_type(body: Any) -> str:
@@ -347,18 +350,10 @@ class Apache:
 
     # the error log
     def log_size(self) -> int:
-        try:
-            return self.error_log.stat().st_size
-        except OSError:
-            return 0
+        return file_size(self.error_log)
 
     def log_since(self, offset: int = 0) -> str:
-        try:
-            with open(self.error_log, "rb") as f:
-                f.seek(offset)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_since(self.error_log, offset)
 
     def bad_lines(self, offset: int = 0) -> list[str]:
         return [line for line in self.log_since(offset).splitlines() if BAD_LINE.search(line)]
@@ -524,3 +519,119 @@ def running(server: Apache) -> Iterator[Apache]:
         yield server
     finally:
         server.stop()
+
+
+# --- uWSGI with the config in the ini (issue 6) -------------------------------------------------
+
+BENCH_UWSGI_INI = REPO / "bench" / "neutron_uwsgi.ini"
+PLAIN_MODULE = "neutron.wsgi.api:application"
+WORKERID_MODULE = "workerid.neutron.wsgi:application"
+#: 28.0.0's maintenance task (every 15 s) when it counts fewer API workers than ring rows
+CRITICAL_COUNT = re.compile(r"CRITICAL.*The number of nodes in the Hash Ring \(\d+\) is higher")
+#: neutron/db/ovn_hash_ring_db.py remove_nodes_from_host(), logged by every _init_hash_ring try
+REMOVED_CREATED_AT = "removed from the Hash Ring created at"
+
+
+def write_uwsgi_ini(path: Path, module: str) -> Path:
+    """bench/neutron_uwsgi.ini serving `module`, with Neutron's config dir set by `env =`."""
+    text = BENCH_UWSGI_INI.read_text()
+    line = f"module = {PLAIN_MODULE}\n"
+    assert line in text, f"{BENCH_UWSGI_INI} no longer has {line!r}"
+    text = text.replace(line, f"module = {module}\nenv = OS_NEUTRON_CONFIG_DIR={ETC}\n")
+    path.write_text(f"# tests/e2e (issue 6): generated from {BENCH_UWSGI_INI.name}\n{text}")
+    os.chmod(path, 0o644)
+    return path
+
+
+class UwsgiLab(UwsgiServer):
+    """UwsgiServer whose Neutron config dir comes from the ini alone, with worker/log helpers."""
+
+    def start(self) -> None:
+        assert port_free(), f"{HOST}:{PORT} is in use: a server left from an earlier run?"
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        env = {"PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        log(f"uwsgi start ({self.ini.name})")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(VENV / "bin/uwsgi"), "--ini", str(self.ini), "--pidfile", str(self.pid_file)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def master(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def stop(self) -> None:
+        """SIGINT to the master; a worker still stuck loading Neutron after 15 s gets SIGKILL.
+
+        (Plain Neutron's respawned worker sits in _init_hash_ring's retries and outlives the
+        master's SIGINT; left alone it would write to the next test's fresh database.)
+        """
+        if self.proc is None:
+            return
+        master = self.master() or self.proc.pid
+        workers = children(master)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(master, signal.SIGINT)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            stuck = [pid for pid in workers if alive(pid)]
+            log(f"uwsgi stop: SIGKILL to workers still running after 15 s: {stuck}")
+            for pid in stuck:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(master, signal.SIGKILL)
+                self.proc.wait(10)
+        wait_gone(workers, 30)
+        self.proc = None
+
+    def workers(self) -> list[int]:
+        """Live worker processes: the children of the master (http-socket: no router process)."""
+        master = self.master()
+        return children(master) if master else []
+
+    def wait_workers(self, exclude: list[int] | None = None, timeout: float = 60) -> list[int]:
+        old = set(exclude or [])
+        return wait_for(
+            self.workers,
+            lambda pids: len(pids) == PROCESSES and not old & set(pids),
+            timeout,
+            f"{PROCESSES} uWSGI workers",
+        )
+
+    def worker_ids(self) -> dict[int, int]:
+        """pid -> uWSGI worker ID, from the master's "spawned"/"Respawned" log lines."""
+        ids: dict[int, int] = {}
+        pattern = r"spawned uWSGI worker (\d+) \((?:new )?pid: (\d+)"
+        for m in re.finditer(pattern, self.log_since(0), re.IGNORECASE):
+            ids[int(m.group(2))] = int(m.group(1))
+        return ids
+
+    def log_size(self) -> int:
+        return file_size(self.log)
+
+    def log_since(self, offset: int = 0) -> str:
+        return read_since(self.log, offset)
+
+    def lines(self, pattern: re.Pattern[str], offset: int = 0) -> list[str]:
+        return [line for line in self.log_since(offset).splitlines() if pattern.search(line)]
+
+
+def neutron_check(workers: int = PROCESSES, api: bool = True) -> tuple[int, str]:
+    """`workerid neutron-check --workers N` from Neutron's venv: (exit code, its output)."""
+    cmd = [str(VENV / "bin/workerid"), "neutron-check", "--db-url", DB_URL]
+    cmd += ["--workers", str(workers)] + (["--api", API] if api else [])
+    env = {**os.environ, "OS_NEUTRON_CONFIG_DIR": str(ETC)}
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180, env=env)
+    return proc.returncode, proc.stdout + proc.stderr

@@ -137,14 +137,18 @@ def check_hash_ring(conn: Any, host: str, workers: int | None) -> list[Check]:
     ]
 
 
-def _request(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def api_request(
+    method: str, url: str, body: Any = None, *, token: str | None = None, timeout: float = 60
+) -> tuple[int, Any]:
+    """One JSON request to Neutron's API: ``(status, decoded body)``; HTTP errors are answers."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - operator's URL
     req.add_header("Content-Type", "application/json")
+    req.add_header("Connection", "close")
     if token:
         req.add_header("X-Auth-Token", token)
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             raw = resp.read()
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -152,7 +156,7 @@ def _request(method: str, url: str, body: Any = None, token: str | None = None) 
         try:
             return exc.code, json.loads(raw)
         except ValueError:
-            return exc.code, raw.decode("utf-8", "replace")[:200]
+            return exc.code, raw.decode("utf-8", "replace")[:300]
 
 
 def check_network_create(
@@ -161,7 +165,9 @@ def check_network_create(
     base = api.rstrip("/")
     name = f"workerid-check-{uuid.uuid4().hex[:8]}"
     try:
-        status, body = _request("POST", f"{base}/v2.0/networks", {"network": {"name": name}}, token)
+        status, body = api_request(
+            "POST", f"{base}/v2.0/networks", {"network": {"name": name}}, token=token
+        )
     except OSError as exc:
         return [Check("POST /v2.0/networks", "201", f"no answer: {exc}", False)]
     net = body.get("network", {}) if isinstance(body, dict) else {}
@@ -183,7 +189,7 @@ def check_network_create(
             )
         )
         try:
-            gone, _ = _request("DELETE", f"{base}/v2.0/networks/{net.get('id')}", token=token)
+            gone, _ = api_request("DELETE", f"{base}/v2.0/networks/{net.get('id')}", token=token)
         except OSError as exc:
             gone = 0
             checks.append(Check("DELETE the test network", "204", f"no answer: {exc}", False))
