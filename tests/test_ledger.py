@@ -53,7 +53,7 @@ def _run_ops(ops: list[tuple[str, str, int]], idle: bool = True) -> list[Ledger]
     ledger = Ledger()
     history = [ledger]
     for run, epoch, hint in ops:
-        ledger, _entry = assign(ledger, run, run + epoch, hint, lambda _lane: idle)
+        ledger, _entry = assign(ledger, run, run + "x" + epoch, hint, lambda _lane: idle)
         history.append(ledger)
     return history
 
@@ -79,7 +79,7 @@ def test_a_new_run_starts_strictly_later_and_a_known_run_keeps_its_start(
     for run, epoch, hint in ops:
         known = {e.run: e.start for e in ledger.entries}
         before = ledger.floor
-        ledger, entry = assign(ledger, run, run + epoch, hint, lambda _lane: True)
+        ledger, entry = assign(ledger, run, run + "x" + epoch, hint, lambda _lane: True)
         if run in known:
             assert entry.start == known[run]
         else:

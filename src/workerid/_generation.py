@@ -135,8 +135,13 @@ def assign(ledger: Ledger, run: str, slot: str, hint: int, idle: Any) -> tuple[L
     ``idle(lane) -> bool`` says whether a lane's slot file has no holders.
     """
     for entry in ledger.entries:
-        if entry.slot == slot:
+        if entry.slot == slot and entry.run == run:
             return ledger, entry
+    # (A slot key is a hash of its run key and more, so the same slot under
+    # another run would be a hash collision; it is then treated as new.)
+    entries = [e for e in ledger.entries if e.slot != slot]
+    if len(entries) != len(ledger.entries):
+        ledger = Ledger(tuple(entries), ledger.floor, ledger.seq)
     same_run = [e for e in ledger.entries if e.run == run]
     start = same_run[0].start if same_run else max(hint, ledger.floor + 1)
     entries = list(ledger.entries)
@@ -175,7 +180,7 @@ def resolve(ns_dir: str, run: str, slot: str, hint: Callable[[], float | None]) 
     try:
         raw = _statefile.read_json(path)
         for entry in parse(raw).entries if raw is not None else ():
-            if entry.slot == slot:
+            if entry.slot == slot and entry.run == run:
                 return entry
     except ValueError:
         pass  # dealt with (logged, rewritten) under the lock below
