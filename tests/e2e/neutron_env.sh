@@ -196,8 +196,11 @@ if ! "$VENV/bin/python" -c 'import mod_wsgi.server' 2>/dev/null; then
     pip_q install -q --no-cache-dir --no-binary mod_wsgi mod_wsgi
 fi
 MODSO=$("$VENV/bin/mod_wsgi-express" module-location)
-ldd "$MODSO" | grep -q "libpython3.11.so.1.0 => .*$(basename "$LIBPYTHON")" \
-    || { ldd "$MODSO" >&2; die "$MODSO does not link $LIBPYTHON"; }
+# Capture first: with pipefail, `ldd | grep -q` fails whenever grep exits before
+# ldd has written everything (ldd gets SIGPIPE), which happened in CI.
+LDD_OUT=$(ldd "$MODSO")
+grep -q "libpython3.11.so.1.0 => .*$(basename "$LIBPYTHON")" <<<"$LDD_OUT" \
+    || { echo "$LDD_OUT" >&2; die "$MODSO does not link $LIBPYTHON"; }
 [ "$(readlink -f "$(ldd "$MODSO" | awk '/libpython3.11/ {print $3}')")" = "$(readlink -f "$LIBPYTHON")" ] \
     || die "$MODSO links another libpython"
 chmod -R a+rX "$VENV"
