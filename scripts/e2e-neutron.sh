@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Issue 4's end-to-end proof: real Neutron 28.0.0 + MariaDB + OVN under Apache mod_wsgi, with and
-# without workerid (tests/e2e/test_neutron_mod_wsgi.py). On a fresh Debian 12 machine, as root,
-# after `bash scripts/setup-system.sh`:
+# The Neutron end-to-end proof (issues 4 and 6): real Neutron + MariaDB + OVN under Apache mod_wsgi
+# and uWSGI, with and without workerid (tests/e2e), once per supported release: 28.0.0 (2026.1)
+# and 29.0.0 (2026.2), each in its own venv, config dir and database. On a fresh Debian 12
+# machine, as root, after `bash scripts/setup-system.sh`:
 #
 #   bash scripts/e2e-neutron.sh [pytest args...]
+#   NEUTRON_RELEASES=29 bash scripts/e2e-neutron.sh -k uwsgi     # one release, some tests
 #
-# Sets up MariaDB, OVN and Neutron's venv (tests/e2e/neutron_env.sh, idempotent), installs this
-# repository (non-editable, from a temporary copy, so the work tree stays clean) into Neutron's
-# venv, runs the tests, and stops MariaDB and OVN again whatever happens. Loopback only.
+# Per release: sets up MariaDB, OVN and Neutron's venv (tests/e2e/neutron_env.sh, idempotent),
+# installs this repository (non-editable, from a temporary copy, so the work tree stays clean)
+# into Neutron's venv and runs the tests. Stops MariaDB and OVN again whatever happens.
+# Loopback only. About 7 minutes per release on 2 CPUs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${WORKERID_VENV:-/opt/workerid/venv}"                 # the test runner (pytest)
@@ -39,19 +42,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bash "$ROOT/tests/e2e/neutron_env.sh"
+# One round per supported Neutron release: the same tests against each release's real code,
+# each in its own venv, config dir and database (their schemas differ). NEUTRON_RELEASES picks
+# (default: all); extra arguments go to pytest.
+release_round() {  # release_round VERSION VENV ETC DB [pytest args...]
+    local version=$1 venv=$2 etc=$3 db=$4 tmp
+    shift 4
+    export NEUTRON_VERSION=$version NEUTRON_VENV=$venv NEUTRON_E2E_ETC=$etc NEUTRON_E2E_DB=$db
+    echo "[e2e-neutron] === neutron $version ($venv, $etc, database $db)"
+    bash "$ROOT/tests/e2e/neutron_env.sh"
 
-echo "[e2e-neutron] installing workerid from $ROOT into $NEUTRON_VENV"
-TMP=$(mktemp -d)
-tar -C "$ROOT" --exclude=.git --exclude=build --exclude='*.egg-info' --exclude=__pycache__ \
-    -cf - . | tar -C "$TMP" -xf -
-if ! "$NEUTRON_VENV/bin/pip" install -q --no-deps --force-reinstall "$TMP" >"$TMP.log" 2>&1; then
-    grep -v "is ignored: it is neither a file nor a directory" "$TMP.log" | tail -30 >&2
-    exit 1
-fi
-rm -rf "$TMP" "$TMP.log"
-"$NEUTRON_VENV/bin/python" -c 'import workerid, workerid.neutron; print("[e2e-neutron] workerid at", workerid.__file__)'
-chmod -R a+rX "$NEUTRON_VENV"
+    echo "[e2e-neutron] installing workerid from $ROOT into $venv"
+    tmp=$(mktemp -d)
+    tar -C "$ROOT" --exclude=.git --exclude=build --exclude='*.egg-info' --exclude=__pycache__ \
+        -cf - . | tar -C "$tmp" -xf -
+    if ! "$venv/bin/pip" install -q --no-deps --force-reinstall "$tmp" >"$tmp.log" 2>&1; then
+        grep -v "is ignored: it is neither a file nor a directory" "$tmp.log" | tail -30 >&2
+        exit 1
+    fi
+    rm -rf "$tmp" "$tmp.log"
+    "$venv/bin/python" -c 'import workerid, workerid.neutron; print("[e2e-neutron] workerid at", workerid.__file__)'
+    chmod -R a+rX "$venv"
 
-cd "$ROOT"
-WORKERID_E2E=1 "$VENV/bin/python" -m pytest -p no:cacheprovider tests/e2e -v -s "$@"
+    (cd "$ROOT" && WORKERID_E2E=1 "$VENV/bin/python" -m pytest -p no:cacheprovider tests/e2e -v -s "$@")
+}
+
+for release in ${NEUTRON_RELEASES:-28 29}; do
+    case "$release" in
+        28) release_round 28.0.0 "$NEUTRON_VENV" /etc/neutron-e2e neutron "$@" ;;
+        29) release_round 29.0.0 /opt/workerid/neutron29-venv /etc/neutron-e2e-29 neutron29 "$@" ;;
+        *) echo "e2e-neutron: unknown release $release (28, 29)" >&2; exit 1 ;;
+    esac
+done

@@ -153,18 +153,27 @@ modwsgi_so() {
     [ -n "$so" ] && [ -f "$so" ] || return 1
     readlink -f "$so"
 }
+# ldd's output is captured before it is searched: with pipefail, `ldd | grep -q` (or an awk that
+# exits at the first match) fails whenever the reader stops before ldd has written everything and
+# ldd dies of SIGPIPE (it did, in CI, in tests/e2e/neutron_env.sh).
 # Path (resolved) of the libpython the module loads, per ldd.
 linked_libpython() {
-    local p
-    p="$(ldd "$1" 2>/dev/null | awk '$1 ~ /^libpython/ && $2 == "=>" {print $3; exit}')"
+    local out p
+    out="$(ldd "$1" 2>/dev/null)" || return 1
+    p="$(awk '$1 ~ /^libpython/ && $2 == "=>" {print $3; exit}' <<<"$out")"
     [ -n "$p" ] && [ "$p" != "not" ] && readlink -f "$p"
+}
+unresolved_libs() {  # true if ldd reports a library "not found"
+    local out
+    out="$(ldd "$1" 2>/dev/null)" || return 1
+    grep -q 'not found' <<<"$out"
 }
 modwsgi_ok() {
     local so
     so="$(modwsgi_so)" || return 1
     [ -f "$so" ] || return 1
     [ "$(linked_libpython "$so")" = "$LIBPYTHON_REAL" ] || return 1
-    ! ldd "$so" | grep -q 'not found' || return 1
+    ! unresolved_libs "$so" || return 1
     [ -x "$VENV/bin/mod_wsgi-express" ] || return 1
 }
 
@@ -181,7 +190,7 @@ got="$(linked_libpython "$SO" || true)"
 if [ "$got" != "$LIBPYTHON_REAL" ]; then
     die "mod_wsgi module $SO links '${got:-no libpython}', not $LIBPYTHON (Debian's libpython); refusing to continue"
 fi
-if ldd "$SO" | grep -q 'not found'; then
+if unresolved_libs "$SO"; then
     die "mod_wsgi module $SO has unresolved libraries"
 fi
 log "mod_wsgi links $LIBPYTHON: OK"

@@ -1,9 +1,13 @@
-"""workerid.neutron.install() against stand-in Neutron modules of 28.0.0's and master's shape.
+"""workerid.neutron.install() against stand-in Neutron modules of each release's shape.
 
-The stand-ins have the signatures and call conventions of the real modules
-(neutron/common/wsgi_utils.py, neutron/service.py, ML2 managers,
-ovn_hash_ring_db); the real Neutron 28.0.0 with MariaDB and OVN runs in
-tests/e2e (scripts/e2e-neutron.sh).
+Shapes: 28.0.0 (uWSGI's worker ID, ``service._get_api_workers``), master of
+2026-08 (``get_api_worker_count`` added, ``api_workers`` gone) and 29.0.0
+(``is_first_api_worker``, argument-less ``get_start_time``, node UUIDs from the
+PID). The stand-ins have the signatures and call conventions of the real
+modules (neutron/common/wsgi_utils.py, neutron/service.py, ML2 managers,
+ovn_hash_ring_db); the real 28.0.0 and 29.0.0 run with MariaDB and OVN in
+tests/e2e (scripts/e2e-neutron.sh), their module source in
+tests/e2e/test_neutron_modules.py.
 """
 
 from __future__ import annotations
@@ -46,6 +50,52 @@ def get_api_worker_count():
     except (ImportError, ModuleNotFoundError):
         return None
 """
+WSGI_UTILS_29 = """
+import os, tempfile, time
+
+_first_worker_result = None
+_start_time = None
+
+def _write_temp_file(file_name, content):
+    path = os.path.join(tempfile.gettempdir(), file_name + str(os.getppid()))
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.write(fd, content.encode())
+        os.close(fd)
+        return True, path
+    except FileExistsError:
+        return False, path
+
+def get_start_time():
+    global _start_time
+    if _start_time is None:
+        written, path = _write_temp_file("neutron_start_time", str(int(time.time())))
+        _start_time = int(open(path).read())
+    return _start_time
+
+def get_api_worker_count():
+    try:
+        import uwsgi
+        return uwsgi.numproc
+    except (ImportError, ModuleNotFoundError):
+        return None
+
+def is_first_api_worker():
+    global _first_worker_result
+    if _first_worker_result is None:
+        _first_worker_result, _ = _write_temp_file("neutron_first_worker", str(os.getpid()))
+    return _first_worker_result
+"""
+HASH_RING_DB = """
+import uuid
+NS = uuid.UUID("551ea055-1982-4295-8bc7-207a0d3c9231")
+
+def get_node_uuid(group_name, host, worker_id):
+    return uuid.uuid5(NS, "{}{}{}".format(group_name, host, str(worker_id))).hex
+
+def add_node(context, group_name, node_uuid, created_at=None):
+    return node_uuid
+"""
 SERVICE = """
 def _get_api_workers():
     return 2  # api_workers unset: the CPU count
@@ -57,7 +107,7 @@ SEEDED = []
 
 class TypeManager:
     def initialize_network_segment_range_support(self, start_time):
-        if wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID:
+        if not @FIRST@:
             return
         time.sleep(0.3)  # 65,536 allocations take a while
         SEEDED.append(time.time())
@@ -69,18 +119,34 @@ application = "neutron"
 """
 
 
-def make_neutron(root: Path, *, master: bool) -> None:
+SHAPES = ["28.0.0", "master-2026-08", "29.0.0"]
+
+
+def make_neutron(root: Path, shape: str = "28.0.0") -> None:
+    assert shape in SHAPES, shape
+    utils = {
+        "28.0.0": WSGI_UTILS,
+        "master-2026-08": WSGI_UTILS + MASTER_EXTRA,
+        "29.0.0": WSGI_UTILS_29,
+    }[shape]
+    first = (
+        "wsgi_utils.is_first_api_worker()"
+        if shape == "29.0.0"
+        else "wsgi_utils.get_api_worker_id() == wsgi_utils.FIRST_WORKER_ID"
+    )
     files = {
         "neutron/__init__.py": "",
         "neutron/common/__init__.py": "",
-        "neutron/common/wsgi_utils.py": WSGI_UTILS + (MASTER_EXTRA if master else ""),
+        "neutron/common/wsgi_utils.py": utils,
+        "neutron/db/__init__.py": "",
+        "neutron/db/ovn_hash_ring_db.py": HASH_RING_DB,
         "neutron/plugins/__init__.py": "",
         "neutron/plugins/ml2/__init__.py": "",
-        "neutron/plugins/ml2/managers.py": MANAGERS,
+        "neutron/plugins/ml2/managers.py": MANAGERS.replace("@FIRST@", f"({first})"),
         "neutron/wsgi/__init__.py": "",
         "neutron/wsgi/api.py": API,
     }
-    if not master:  # master removed api_workers and service._get_api_workers
+    if shape == "28.0.0":  # later removed api_workers and service._get_api_workers
         files["neutron/service.py"] = SERVICE
     for name, text in files.items():
         path = root / name
@@ -90,7 +156,9 @@ def make_neutron(root: Path, *, master: bool) -> None:
 
 def run(root: Path, lock_dir: Path, body: str, env: dict[str, str] | None = None) -> str:
     script = f"import sys; sys.path.insert(0, {str(root)!r})\n" + textwrap.dedent(body)
-    full = {"WORKERID_DIR": str(lock_dir), "PATH": "/usr/bin:/bin", **(env or {})}
+    # TMPDIR: 29.0.0-shaped modules fall back to election files in the temp dir
+    full = {"WORKERID_DIR": str(lock_dir), "PATH": "/usr/bin:/bin", "TMPDIR": str(root)}
+    full.update(env or {})
     out = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -103,11 +171,11 @@ def run(root: Path, lock_dir: Path, body: str, env: dict[str, str] | None = None
     return out.stdout.strip()
 
 
-@pytest.mark.parametrize("master", [False, True], ids=["28.0.0", "master"])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_install_before_import_answers_every_question(
-    tmp_path: Path, lock_dir: Path, master: bool
+    tmp_path: Path, lock_dir: Path, shape: str
 ) -> None:
-    make_neutron(tmp_path, master=master)
+    make_neutron(tmp_path, shape)
     out = run(
         tmp_path,
         lock_dir,
@@ -119,7 +187,10 @@ def test_install_before_import_answers_every_question(
         from neutron.plugins.ml2 import managers
         print(wsgi_utils.get_api_worker_id(), wsgi_utils.get_api_worker_count())
         print(wsgi_utils.get_start_time() == workerid.start_time())
-        print(wsgi_utils.get_start_time(default=5, current_time=True) == workerid.start_time())
+        if hasattr(wsgi_utils, "is_first_api_worker"):  # 29.0.0: no arguments
+            print(wsgi_utils.is_first_api_worker())
+        else:
+            print(wsgi_utils.get_start_time(default=5, current_time=True) == workerid.start_time())
         try:
             from neutron import service
             print(service._get_api_workers())
@@ -133,14 +204,14 @@ def test_install_before_import_answers_every_question(
     lines = out.splitlines()
     assert lines[0] == "1 4"
     assert lines[1:3] == ["True", "True"]
-    assert lines[3] == ("no service" if master else "4")
+    assert lines[3] == ("4" if shape == "28.0.0" else "no service")
     assert lines[4] == "1"
 
 
 def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
     tmp_path: Path, lock_dir: Path
 ) -> None:
-    make_neutron(tmp_path, master=False)
+    make_neutron(tmp_path)
     out = run(
         tmp_path,
         lock_dir,
@@ -157,11 +228,12 @@ def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
     assert out.splitlines() == ["None 7", "1234567890"]
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
-    tmp_path: Path, shared_tmp: Path
+    tmp_path: Path, shared_tmp: Path, shape: str
 ) -> None:
     """Four workers of one pre-fork master load Neutron (neutron.wsgi.api) at once."""
-    make_neutron(tmp_path, master=False)
+    make_neutron(tmp_path, shape)
     seeds = shared_tmp / "seeds"
     out = run(
         tmp_path,
@@ -206,7 +278,7 @@ def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
 def test_under_uwsgi_its_values_are_kept_and_the_count_fixed(
     tmp_path: Path, lock_dir: Path
 ) -> None:
-    make_neutron(tmp_path, master=False)
+    make_neutron(tmp_path)
     out = run(
         tmp_path,
         lock_dir,
@@ -234,7 +306,7 @@ def test_lock_dir_defaults_to_neutrons_lock_path(tmp_path: Path, shared_tmp: Pat
     lock_path = shared_tmp / "neutron-lock"
     lock_path.mkdir(mode=0o700)
     (conf / "neutron.conf").write_text(f"[oslo_concurrency]\nlock_path = {lock_path}\n")
-    make_neutron(tmp_path, master=False)
+    make_neutron(tmp_path)
     out = run(
         tmp_path,
         shared_tmp / "unused",
@@ -268,9 +340,12 @@ def test_neutron_cli_prints_the_shipped_files() -> None:
     assert "@WSGI" not in site
 
 
-def test_a_worker_other_than_1_seeds_when_it_loads_first(tmp_path: Path, shared_tmp: Path) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_worker_other_than_1_seeds_when_it_loads_first(
+    tmp_path: Path, shared_tmp: Path, shape: str
+) -> None:
     """Under a lazily loaded WSGIScriptAlias, worker 1 may load Neutron only on a request."""
-    make_neutron(tmp_path, master=False)
+    make_neutron(tmp_path, shape)
     out = run(
         tmp_path,
         shared_tmp / "locks",
@@ -299,3 +374,95 @@ def test_a_worker_other_than_1_seeds_when_it_loads_first(tmp_path: Path, shared_
         """,
     )
     assert out == "2 1"
+
+
+FORK_TWO_WORKERS = """
+import os, workerid, workerid.neutron
+workerid.neutron.install()
+from neutron.common import wsgi_utils
+from neutron.db import ovn_hash_ring_db as db
+{prelude}
+hold_r, hold_w = os.pipe()  # both workers keep their IDs until both have answered
+done_r, done_w = os.pipe()
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os.close(hold_w)
+        line = " ".join(str(x) for x in ({answers}))
+        os.write(done_w, (line + "\\n").encode())
+        os.read(hold_r, 1)
+        os._exit(0)
+    pids.append(pid)
+os.close(done_w)
+lines = b""
+while lines.count(b"\\n") < 2:
+    lines += os.read(done_r, 4096)
+os.close(hold_w)
+for pid in pids:
+    os.waitpid(pid, 0)
+print(lines.decode().strip())
+"""
+
+
+def fork_two_workers(
+    root: Path, lock_dir: Path, answers: str, tmp: Path, prelude: str = ""
+) -> list[list[str]]:
+    """Two workers of one pre-fork master; each prints ``answers`` (a tuple expression)."""
+    out = run(
+        root,
+        lock_dir,
+        FORK_TWO_WORKERS.format(answers=answers, prelude=prelude),
+        env={"WORKERID_COUNT": "2", "TMPDIR": str(tmp)},
+    )
+    return sorted(line.split() for line in out.splitlines())
+
+
+def test_29_first_worker_is_workerids_worker_1(tmp_path: Path, shared_tmp: Path) -> None:
+    make_neutron(tmp_path, "29.0.0")
+    (shared_tmp / "tmp").mkdir()
+    rows = fork_two_workers(
+        tmp_path,
+        shared_tmp / "locks",
+        "workerid.worker_id(), wsgi_utils.is_first_api_worker()",
+        shared_tmp / "tmp",
+    )
+    assert rows == [["1", "True"], ["2", "False"]]
+    # workerid answered: 29.0.0's own O_EXCL election file was never made
+    assert list((shared_tmp / "tmp").iterdir()) == []
+
+
+def test_29_degraded_falls_back_to_neutrons_own_election(tmp_path: Path, shared_tmp: Path) -> None:
+    make_neutron(tmp_path, "29.0.0")
+    (shared_tmp / "tmp").mkdir()
+    unusable = shared_tmp / "not-a-dir"
+    unusable.write_text("")
+    rows = fork_two_workers(
+        tmp_path,
+        unusable,
+        "workerid.worker_id(), wsgi_utils.is_first_api_worker(), wsgi_utils.get_start_time()",
+        shared_tmp / "tmp",
+    )
+    assert [r[0] for r in rows] == ["None", "None"]
+    assert sorted(r[1] for r in rows) == ["False", "True"]  # exactly one, by Neutron's file
+    assert rows[0][2] == rows[1][2] != "None"  # a start time all the same
+    names = sorted(p.name.rstrip("0123456789") for p in (shared_tmp / "tmp").iterdir())
+    assert names == ["neutron_first_worker"]  # workerid's own start time served, not the file
+
+
+def test_29_hash_ring_node_named_after_the_worker_id_not_the_pid(
+    tmp_path: Path, shared_tmp: Path
+) -> None:
+    """29.0.0 passes os.getpid(); with an elected ID the node is named after the ID."""
+    make_neutron(tmp_path, "29.0.0")
+    (shared_tmp / "tmp").mkdir()
+    rows = fork_two_workers(
+        tmp_path,
+        shared_tmp / "locks",
+        "workerid.worker_id(), "
+        "db.get_node_uuid('g', 'h', os.getpid()) == by_id('g', 'h', workerid.worker_id()), "
+        "db.get_node_uuid('g', 'h', 7) == by_id('g', 'h', 7)",
+        shared_tmp / "tmp",
+        prelude="by_id = db.get_node_uuid.__wrapped__",
+    )
+    assert rows == [["1", "True", "True"], ["2", "True", "True"]]

@@ -27,7 +27,9 @@ ETC="${NEUTRON_E2E_ETC:-/etc/neutron-e2e}"
 STATE="${NEUTRON_E2E_STATE:-/var/lib/neutron-e2e}"   # OVN dbs, pid files, logs of what we start
 SVC_USER=neutron
 LOCK_PATH=/var/lib/neutron/lock
-DB_URL="mysql+pymysql://neutron:changeme@localhost/neutron"
+DB_NAME="${NEUTRON_E2E_DB:-neutron}"   # one database per Neutron release: their schemas differ
+DB_URL="mysql+pymysql://neutron:changeme@localhost/$DB_NAME"
+[[ "$DB_NAME" =~ ^[a-z][a-z0-9_]*$ ]] || { echo "[neutron_env] ERROR: NEUTRON_E2E_DB must be a plain name" >&2; exit 1; }
 PY=/usr/bin/python3
 LIBPYTHON=/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0
 
@@ -105,10 +107,10 @@ else
     mariadb-admin --socket="$MYSQL_SOCK" ping >/dev/null 2>&1 \
         || { tail -20 "$MYSQL_DIR/error.log" >&2; die "mariadb did not start"; }
 fi
-mariadb --socket="$MYSQL_SOCK" -u root <<'EOF'
-CREATE DATABASE IF NOT EXISTS neutron;
+mariadb --socket="$MYSQL_SOCK" -u root <<EOF
+CREATE DATABASE IF NOT EXISTS \`$DB_NAME\`;
 CREATE USER IF NOT EXISTS 'neutron'@'localhost' IDENTIFIED BY 'changeme';
-GRANT ALL PRIVILEGES ON neutron.* TO 'neutron'@'localhost';
+GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO 'neutron'@'localhost';
 FLUSH PRIVILEGES;
 EOF
 
@@ -181,14 +183,27 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Unconstrained, pip picks the newest neutron-lib (5.x), with which neutron 28.0.0 answers
 # GET /v2.0/networks with 500 ("'Context' object has no attribute 'tenant_id'"). Install with
-# OpenStack 2026.1's upper constraints (vendored beside this script) as upstream CI does.
-CONSTRAINTS=$HERE/upper-constraints-2026.1.txt
+# the release's OpenStack upper constraints (vendored beside this script) as upstream CI does.
+case "$NEUTRON_VERSION" in
+    28.*) CONSTRAINTS=$HERE/upper-constraints-2026.1.txt ;;
+    29.*) CONSTRAINTS=$HERE/upper-constraints-2026.2.txt ;;
+    *) die "no upper constraints for neutron $NEUTRON_VERSION (28.x and 29.x are supported)" ;;
+esac
 [ -f "$CONSTRAINTS" ] || die "missing $CONSTRAINTS"
 STAMP="$VENV/.neutron-e2e.stamp"
-want_stamp="neutron==$NEUTRON_VERSION pymysql $(sha256sum "$CONSTRAINTS" | cut -c1-16)"
+# pyroute2: the neutron 29.0.0 wheel no longer lists it, yet neutron-db-manage imports it
+# (neutron/privileged/agent/linux/__init__.py); 28.0.x lists it, so naming it changes nothing there.
+want_stamp="neutron==$NEUTRON_VERSION pymysql pyroute2 $(sha256sum "$CONSTRAINTS" | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want_stamp" ]; then
-    pip_q install -q -c "$CONSTRAINTS" "neutron==$NEUTRON_VERSION" pymysql
+    pip_q install -q -c "$CONSTRAINTS" "neutron==$NEUTRON_VERSION" pymysql pyroute2
     echo "$want_stamp" > "$STAMP"
+fi
+
+step "uWSGI (from source)"
+# Neutron's own supported loader, for the uWSGI before/after (tests/e2e/test_neutron_uwsgi.py)
+# and bench/neutron_startup.py. Not in OpenStack's upper constraints; pinned to what was measured.
+if [ ! -x "$VENV/bin/uwsgi" ]; then
+    pip_q install -q --no-cache-dir "uWSGI==2.0.31"
 fi
 
 step "mod_wsgi (from source)"

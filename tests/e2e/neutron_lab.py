@@ -31,15 +31,39 @@ VENV = Path(os.environ.get("NEUTRON_VENV", "/opt/workerid/neutron-venv"))
 ETC = Path(os.environ.get("NEUTRON_E2E_ETC", "/etc/neutron-e2e"))
 STATE = Path(os.environ.get("NEUTRON_E2E_STATE", "/var/lib/neutron-e2e"))
 LOCK_PATH = Path("/var/lib/neutron/lock")
+
+
+def neutron_version(venv: Path = VENV) -> str:
+    """The Neutron release installed in ``venv`` ("28.0.0", "29.0.0"), from its dist-info."""
+    found = sorted(venv.glob("lib/python3*/site-packages/neutron-*.dist-info"))
+    if not found:
+        return "unknown"
+    return found[-1].name.removesuffix(".dist-info").split("-", 1)[1]
+
+
+#: the Neutron release under test; its major version picks the release's expected behaviour
+NEUTRON_VERSION = neutron_version()
+NEUTRON_MAJOR = int(NEUTRON_VERSION.split(".")[0]) if NEUTRON_VERSION[:1].isdigit() else 0
 WORKERID_DIR = LOCK_PATH / "workerid"
 MYSQL_SOCK = "/run/mysqld/mysqld.sock"
-DB_URL = "mysql+pymysql://neutron:changeme@localhost/neutron"
+#: one database per Neutron release (their schemas differ); neutron_env.sh makes it
+DB_NAME = os.environ.get("NEUTRON_E2E_DB", "neutron")
+DB_URL = f"mysql+pymysql://neutron:changeme@localhost/{DB_NAME}"
 HOST, PORT = "127.0.0.1", 9696
 API = f"http://{HOST}:{PORT}"
 PROCESSES = 4
 SVC_USER = "neutron"
 NB_DB = f"unix:{STATE}/run/ovnnb_db.sock"
 PLAIN_WSGI = HERE / "neutron-api-plain.wsgi"
+
+
+def write_plain_wsgi(path: Path) -> Path:
+    """The "without workerid" .wsgi file, for this run's config dir."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(PLAIN_WSGI.read_text().replace("@ETC@", str(ETC)))
+    return path
+
+
 #: neutron/db/ovn_hash_ring_db.py OVN_HASHRING_UUID_NAMESPACE
 HASHRING_NS = uuid.UUID("551ea055-1982-4295-8bc7-207a0d3c9231")
 HASH_RING_GROUP = "mechanism_driver"
@@ -97,10 +121,23 @@ def wait_for(
         time.sleep(every)
 
 
+def wait_new_pids(
+    pids: Callable[[], list[int]], exclude: list[int] | None, timeout: float, what: str
+) -> list[int]:
+    """Until ``pids()`` lists PROCESSES processes and none of ``exclude`` (the replaced ones)."""
+    old = set(exclude or [])
+    return wait_for(
+        pids,
+        lambda now: len(now) == PROCESSES and not old & set(now),
+        timeout,
+        f"{PROCESSES} new {what}",
+    )
+
+
 # --- database -----------------------------------------------------------------------------
 
 
-def sql(query: str, database: str = "neutron") -> list[list[str]]:
+def sql(query: str, database: str = DB_NAME) -> list[list[str]]:
     """Rows of a query, as strings, through the mariadb CLI (root over the socket)."""
     cmd = ["mariadb", f"--socket={MYSQL_SOCK}", "-u", "root", "-N", "-B", "-e", query]
     if database:
@@ -171,13 +208,13 @@ def node_uuid(worker_id: int, host: str) -> str:
 
 
 def recreate_database() -> None:
-    """Drop and recreate `neutron` (schema by neutron_env.sh), empty OVN NB, forget workerid state.
+    """Drop and recreate the database (schema: neutron_env.sh), empty OVN NB, forget workerid.
 
     So each deployment starts as on a fresh machine: no default range, no hash ring rows, no
     logical switches left by an earlier run (notes gotcha 8), no workerid ledger.
     """
     t0 = time.monotonic()
-    sql("DROP DATABASE IF EXISTS neutron; CREATE DATABASE neutron", database="")
+    sql(f"DROP DATABASE IF EXISTS `{DB_NAME}`; CREATE DATABASE `{DB_NAME}`", database="")
     # idempotent; re-creates the user/grants if needed and runs neutron-db-manage upgrade head
     run(["bash", str(HERE / "neutron_env.sh")], timeout=900)
     clear_ovn_nb()
@@ -360,13 +397,7 @@ class Apache:
 
     def wait_daemons(self, exclude: list[int] | None = None, timeout: float = 60) -> list[int]:
         """PROCESSES live daemon processes, none of them in exclude."""
-        old = set(exclude or [])
-        return wait_for(
-            self.daemons,
-            lambda pids: len(pids) == PROCESSES and not old & set(pids),
-            timeout,
-            f"{PROCESSES} new daemon processes",
-        )
+        return wait_new_pids(self.daemons, exclude, timeout, "daemon processes")
 
 
 class ExpressServer(Apache):
@@ -602,13 +633,8 @@ class UwsgiLab(UwsgiServer):
         return children(master) if master else []
 
     def wait_workers(self, exclude: list[int] | None = None, timeout: float = 60) -> list[int]:
-        old = set(exclude or [])
-        return wait_for(
-            self.workers,
-            lambda pids: len(pids) == PROCESSES and not old & set(pids),
-            timeout,
-            f"{PROCESSES} uWSGI workers",
-        )
+        """PROCESSES live uWSGI workers, none of them in exclude."""
+        return wait_new_pids(self.workers, exclude, timeout, "uWSGI workers")
 
     def worker_ids(self) -> dict[int, int]:
         """pid -> uWSGI worker ID, from the master's "spawned"/"Respawned" log lines."""

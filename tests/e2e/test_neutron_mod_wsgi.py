@@ -1,9 +1,12 @@
-"""Issue 4's end-to-end proof: unmodified Neutron 28.0.0 under Apache mod_wsgi, with and without
-workerid, against real MariaDB and OVN. Run by ``bash scripts/e2e-neutron.sh`` (WORKERID_E2E=1).
+"""Issue 4's end-to-end proof: unmodified Neutron (28.0.0, 29.0.0) under Apache mod_wsgi, with
+and without workerid, against real MariaDB and OVN. Run by ``bash scripts/e2e-neutron.sh``
+(WORKERID_E2E=1), once per release.
 
 Order matters (tests share a deployment per class and run top to bottom):
 
-* ``test_without_workerid``: the bug (503 NoNetworkAvailable, no default range).
+* ``test_without_workerid``: the release's own behaviour. 28.0.0: 503 NoNetworkAvailable, no
+  default range. 29.0.0: seeds, but kill -9 leaves a frozen 5th ring row and `-k restart` keeps
+  the start time.
 * ``TestModWsgiExpress``: ``mod_wsgi-express setup-server`` with workerid (4 daemon processes,
   WSGIImportScript): first answer after start is 201, seeded once, hash ring, neutron-check,
   ``-k restart``, stop/start, ``kill -9``, ``-k graceful``, ten restarts, a clean log.
@@ -136,17 +139,86 @@ def check_run(server: lab.Apache, offset: int, where: str, *, reseeded: bool) ->
 
 
 def test_without_workerid() -> None:
-    """Plain `from neutron.wsgi.api import application`: 503 NoNetworkAvailable, no range."""
+    """Plain `from neutron.wsgi.api import application`, the release's own behaviour."""
     lab.recreate_database()
-    server = lab.ExpressServer(WORK / "plain", lab.PLAIN_WSGI).setup()
+    wsgi = lab.write_plain_wsgi(WORK / "plain-wsgi" / "neutron-api.wsgi")
+    server = lab.ExpressServer(WORK / "plain", wsgi).setup()
     with lab.running(server):
-        first = start_and_probe(server)
-        later = [lab.create_network() for _ in range(4)]
-        ranges = lab.default_ranges()
+        if lab.NEUTRON_MAJOR == 28:
+            before_28(server)
+        else:
+            before_29(server)
+
+
+def before_28(server: lab.Apache) -> None:
+    """28.0.0 asks uWSGI for the worker ID: no worker is worker 1, nobody seeds the default
+    segment ranges, every network create is 503 NoNetworkAvailable (LP: #2150285)."""
+    first = start_and_probe(server)
+    later = [lab.create_network() for _ in range(4)]
     answers = [(first.status, lab.error_type(first.body))]
     answers += [(status, lab.error_type(body)) for status, body in later]
     assert answers == [(503, "NoNetworkAvailable")] * 5
-    assert ranges == []
+    assert lab.default_ranges() == []
+
+
+def before_29(server: lab.Apache) -> None:
+    """29.0.0 elects its first worker and start time with O_EXCL files named after the parent
+    PID (neutron/common/wsgi_utils.py) and names ring nodes after the worker's PID. Under
+    mod_wsgi the parent is Apache's master, which outlives `-k restart`, and a replacement
+    worker has a new PID:
+
+    * cold start: 201, one default range (the seeding works);
+    * kill -9: the replacement adds a 5th row; the dead worker's row stays, never touched
+      again, and the health check logs CRITICAL "Hash Ring (5) > API workers (4)";
+    * `-k restart`: same start time (same Apache master), so created_at does not advance.
+    """
+    first = start_and_probe(server)
+    assert first.status == 201, f"{first.status} {lab.error_type(first.body)}"
+    assert len(lab.default_ranges()) == 1
+    rows = lab.wait_for(lab.ring, lab.ring_settled, 90, "4 hash ring rows")
+    created = rows[0].created_at
+    host = neutron_host()
+    old = server.daemons()
+    assert {r.node_uuid for r in rows} == {lab.node_uuid(pid, host) for pid in old}
+    victim = old[1]
+    dead_node = lab.node_uuid(victim, host)
+    offset = server.log_size()
+    os.kill(victim, signal.SIGKILL)
+    new = server.wait_daemons(exclude=[victim])
+    (replacement,) = set(new) - set(old)
+    rows = lab.wait_for(
+        lab.ring,
+        lambda rows: lab.node_uuid(replacement, host) in {r.node_uuid for r in rows},
+        60,
+        "the replacement's row",
+    )
+    dead = next(r for r in rows if r.node_uuid == dead_node)
+    lab.wait_for(
+        lambda: server.log_since(offset),
+        lambda text: "nodes in the Hash Ring (5) is higher than" in text,
+        60,
+        "the CRITICAL worker count line",
+    )
+    later = lab.ring()
+    assert len(later) == lab.PROCESSES + 1, later
+    assert next(r for r in later if r.node_uuid == dead_node).updated_at == dead.updated_at
+    lab.log(f"29.0.0 plain, after kill -9: {len(later)} rows, {dead_node} frozen")
+
+    offset = server.log_size()
+    daemons = server.daemons()
+    server.restart()
+    server.wait_daemons(exclude=daemons)
+    fresh = lab.wait_for(
+        lab.ring,
+        lambda rows: (
+            {lab.node_uuid(p, host) for p in server.daemons()} <= {r.node_uuid for r in rows}
+        ),
+        90,
+        "the restarted workers' rows",
+    )
+    assert {r.created_at for r in fresh} == {created}  # the restart did not advance it
+    assert dead_node in {r.node_uuid for r in fresh}  # and the frozen row is still there
+    lab.log(f"29.0.0 plain, after -k restart: created_at still {created}, {len(fresh)} rows")
 
 
 # --- 2-6. with workerid, mod_wsgi-express ------------------------------------------------------

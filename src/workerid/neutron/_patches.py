@@ -1,15 +1,24 @@
 """What ``install()`` changes in Neutron, one function per Neutron module.
 
-Each patch replaces a module attribute; every caller in Neutron 28.0.0 and
-master reads these as ``wsgi_utils.f()`` / ``service._get_api_workers()`` /
+Each patch replaces a module attribute; every caller in Neutron 28.0.x and
+29.0.x reads these as ``wsgi_utils.f()`` / ``service._get_api_workers()`` /
 ``ovn_hash_ring_db.add_node()`` at call time (no ``from ... import``), so a
-replaced attribute reaches every call site. See docs/design.md, "Neutron".
+replaced attribute reaches every call site. The two releases differ in shape
+(see docs/design.md, "Neutron releases"):
+
+* 28.0.x asks uWSGI: ``get_api_worker_id()``, ``get_start_time(default=,
+  current_time=)``, the count from ``service._get_api_workers()``, and a hash
+  ring node UUID made from the worker ID;
+* 29.0.x elects with ``O_EXCL`` files named after the parent PID:
+  ``is_first_api_worker()``, ``get_start_time()`` (no arguments),
+  ``get_api_worker_count()``, and a node UUID made from ``os.getpid()``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +44,8 @@ def _as_first_worker() -> bool:
 
 def patch_wsgi_utils(mod: Any) -> None:
     original_start_time = mod.get_start_time
+    original_count = getattr(mod, "get_api_worker_count", None)
+    original_is_first = getattr(mod, "is_first_api_worker", None)
     first = getattr(mod, "FIRST_WORKER_ID", 1)
 
     def get_api_worker_id() -> int | None:
@@ -44,24 +55,43 @@ def patch_wsgi_utils(mod: Any) -> None:
         return workerid.worker_id()
 
     def get_api_worker_count() -> int | None:
-        """Return the configured worker number (workerid: from the loader)."""
-        return workerid.worker_count()
+        """Return the number of API worker processes (workerid: from the loader)."""
+        count = workerid.worker_count()
+        if count is None and original_count is not None:
+            fallback: int | None = original_count()
+            return fallback
+        return count
 
     @functools.wraps(original_start_time)
-    def get_start_time(default: Any = None, current_time: bool = False) -> int | None:
+    def get_start_time(*args: Any, **kwargs: Any) -> int | None:
         start = workerid.start_time()
         if start is not None:
             return start
-        # workerid knows nothing: Neutron's own answer, default= and
-        # current_time= semantics included.
-        result: int | None = original_start_time(default=default, current_time=current_time)
+        # workerid knows nothing: Neutron's own answer, with the caller's
+        # arguments (28.0.x takes default=/current_time=, 29.0.x none).
+        result: int | None = original_start_time(*args, **kwargs)
         return result
 
     mod.get_api_worker_id = get_api_worker_id
-    # Neutron master reads the count here; 28.0.0 has no such function and
-    # never calls it, so adding it is harmless there.
+    # 29.0.x reads the count here; 28.0.x has no such function and never
+    # calls it, so adding it is harmless there.
     mod.get_api_worker_count = get_api_worker_count
     mod.get_start_time = get_start_time
+
+    if original_is_first is not None:  # 29.0.x
+
+        @functools.wraps(original_is_first)
+        def is_first_api_worker() -> bool:
+            if _as_first_worker():
+                return True
+            worker = workerid.worker_id()
+            if worker is not None:
+                return worker == int(first)
+            # No elected ID (workerid degraded, see its warning): 29.0.x's
+            # own election, a file in the temp dir named after the parent PID.
+            return bool(original_is_first())
+
+        mod.is_first_api_worker = is_first_api_worker
 
 
 # --- neutron.service (28.0.0) ----------------------------------------------------
@@ -219,10 +249,27 @@ def _take_over(mod: Any, context: Any, group_name: str, node_uuid: str) -> None:
 
 def patch_hash_ring_db(mod: Any) -> None:
     original = mod.add_node
+    original_uuid = mod.get_node_uuid
+
+    @functools.wraps(original_uuid)
+    def get_node_uuid(group_name: str, host: str, worker_id: int) -> str:
+        # 29.0.x names a worker's node after its PID, so a respawned worker
+        # gets a new row and its predecessor's row stays behind, stale, until
+        # the next restart (counted by the health check's CRITICAL line). With
+        # an elected ID the node is named after the ID, as in 28.0.x, and the
+        # replacement takes the row over (see _take_over). 28.0.x already
+        # passes the worker ID, never the PID, so nothing changes there.
+        if worker_id == os.getpid():
+            ident = workerid.identity()
+            if ident.worker_id is not None and ident.worker_id_source in ("lock", "uwsgi"):
+                worker_id = ident.worker_id
+        result: str = original_uuid(group_name, host, worker_id)
+        return result
 
     @functools.wraps(original)
     def add_node(context: Any, group_name: str, node_uuid: str, created_at: Any = None) -> Any:
         _take_over(mod, context, group_name, node_uuid)
         return original(context, group_name, node_uuid, created_at=created_at)
 
+    mod.get_node_uuid = get_node_uuid
     mod.add_node = add_node

@@ -56,6 +56,18 @@ def kill9(pid: int, timeout: float = 10) -> None:
     wait_gone([pid], timeout)
 
 
+def reap(pids: list[int], timeout: float) -> list[int]:
+    """Give ``pids`` ``timeout`` seconds to exit after a stop, then ``kill -9`` the stragglers.
+
+    Returns the PIDs that had to be killed. Every server's ``stop()`` ends with this, so that a
+    stuck worker never outlives its scenario and holds a slot lock into the next one.
+    """
+    left = wait_gone(pids, timeout)
+    for pid in left:
+        kill9(pid)
+    return left
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

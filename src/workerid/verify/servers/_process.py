@@ -78,9 +78,7 @@ class ProcessServer(Server):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        left = procs.wait_gone(workers, 10)
-        for pid in left:
-            procs.kill9(pid)
+        procs.reap(workers, 10)
         self._proc = None
 
     def reload(self) -> None:

@@ -116,10 +116,8 @@ class _Apache(Server):
             return
         workers = self.worker_pids()
         self._run("stop")
-        if procs.wait_gone([parent], 20):
-            procs.kill9(parent)
-        for pid in procs.wait_gone(workers, 10):
-            procs.kill9(pid)
+        procs.reap([parent], 20)
+        procs.reap(workers, 10)
 
     def _signal(self, action: str) -> None:
         old = frozenset(self.worker_pids())

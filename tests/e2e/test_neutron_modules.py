@@ -1,0 +1,199 @@
+"""workerid.neutron.install() against the real module source of the Neutron release under test.
+
+scripts/e2e-neutron.sh runs tests/e2e once per supported release (28.0.0, 29.0.0), each in its
+own venv; these tests import that venv's real ``neutron.common.wsgi_utils``,
+``neutron.service``, ``neutron.plugins.ml2.managers`` and ``neutron.db.ovn_hash_ring_db`` in
+two forked workers of one pre-fork master, and check every answer the patches give. The
+stand-in modules of tests/test_neutron_install.py have the same shapes; these tests are what
+tells us a new release has changed one (a release with an unknown shape fails here first).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from . import neutron_lab as lab
+
+pytestmark = pytest.mark.e2e
+
+#: Run in the release's venv. Worker 2 seeds first (under a lazily loaded WSGIScriptAlias any
+#: worker may load Neutron first), then worker 1, which must find the seeding done.
+WORKERS = r"""
+import json, os, sys, types
+import workerid, workerid.neutron
+assert workerid.neutron.install() is True
+from neutron.common import wsgi_utils
+from neutron.db import ovn_hash_ring_db as db
+from neutron.plugins.ml2 import managers
+try:
+    from neutron import service
+except ImportError:
+    service = None
+by_id = db.get_node_uuid.__wrapped__
+
+
+class TypeDriver:  # the one stand-in: a type driver that records being asked to seed
+    def __init__(self):
+        self.calls = []
+
+    def initialize_network_segment_range_support(self, start_time):
+        self.calls.append(start_time)
+
+
+def answers():
+    wid = workerid.worker_id()
+    first = (
+        wsgi_utils.is_first_api_worker()
+        if hasattr(wsgi_utils, "is_first_api_worker")
+        else wsgi_utils.get_api_worker_id() == 1
+    )
+    return {
+        "pid": os.getpid(),
+        "worker_id": wid,
+        "api_worker_id": wsgi_utils.get_api_worker_id(),
+        "count": wsgi_utils.get_api_worker_count(),
+        "service_count": (
+            service._get_api_workers()
+            if service is not None and hasattr(service, "_get_api_workers") else None
+        ),
+        "start_time": wsgi_utils.get_start_time(),
+        "workerid_start_time": workerid.start_time(),
+        "first": first,
+        "node_by_pid_is_node_by_id": (
+            db.get_node_uuid("g", "h", os.getpid()) == by_id("g", "h", wid)
+        ),
+        "node_by_id_unchanged": db.get_node_uuid("g", "h", wid) == by_id("g", "h", wid),
+    }
+
+
+def seed():
+    driver = TypeDriver()
+    tm = managers.TypeManager.__new__(managers.TypeManager)  # no config: only .drivers is read
+    tm.drivers = {"geneve": types.SimpleNamespace(obj=driver)}
+    tm.initialize_network_segment_range_support(4242)
+    return driver.calls
+
+
+out_r, out_w = os.pipe()
+children = []
+for _ in range(2):
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        reply = answers()
+        os.write(out_w, (json.dumps(reply) + "\n").encode())
+        os.read(go_r, 1)  # holds its slot until told to seed
+        reply = {"worker_id": reply["worker_id"], "seed_calls": seed()}
+        os.write(out_w, (json.dumps(reply) + "\n").encode())
+        os.read(go_r, 1)
+        os._exit(0)
+    children.append((pid, go_w))
+reader = os.fdopen(out_r)
+first = [json.loads(reader.readline()) for _ in children]
+print(json.dumps(first))
+order = sorted(range(2), key=lambda i: -first[i]["worker_id"])  # worker 2, then worker 1
+for i in order:
+    os.write(children[i][1], b"s")
+    print(reader.readline().strip())
+for pid, go in children:
+    os.write(go, b"q")
+    os.waitpid(pid, 0)
+"""
+
+
+def run_workers(tmp_path: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    lock_dir = tmp_path / "locks"
+    out = subprocess.run(
+        [str(lab.VENV / "bin/python"), "-c", WORKERS],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "WORKERID_DIR": str(lock_dir),
+            "WORKERID_COUNT": "4",
+            "TMPDIR": str(tmp_path),
+        },
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+
+
+def test_release_under_test_is_supported() -> None:
+    assert lab.NEUTRON_MAJOR in (28, 29), lab.NEUTRON_VERSION
+
+
+def test_every_patched_question_answered_from_workerid(tmp_path: Path) -> None:
+    workers, _ = run_workers(tmp_path)
+    by_id = {w["worker_id"]: w for w in workers}
+    assert sorted(by_id) == [1, 2]
+    for wid, w in by_id.items():
+        assert w["api_worker_id"] == wid
+        assert w["count"] == 4  # WORKERID_COUNT, not the CPUs (28) or None (29 under no server)
+        assert w["start_time"] == w["workerid_start_time"] is not None
+        assert w["node_by_pid_is_node_by_id"] is True
+        assert w["node_by_id_unchanged"] is True
+        if lab.NEUTRON_MAJOR == 28:
+            assert w["service_count"] == 4  # 28.0.0 counts api_workers or the CPUs
+        else:
+            assert w["service_count"] is None  # 29 has no service._get_api_workers
+    assert by_id[1]["first"] is True and by_id[2]["first"] is False
+    assert by_id[1]["start_time"] == by_id[2]["start_time"]
+    if lab.NEUTRON_MAJOR >= 29:
+        # 29.0.0's own election (O_EXCL files named after the parent PID in the temp dir) was
+        # never consulted: workerid answered.
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["locks"]
+
+
+def test_ml2_seeding_runs_once_through_the_real_guard(tmp_path: Path) -> None:
+    _, seeded = run_workers(tmp_path)
+    assert [s["worker_id"] for s in seeded] == [2, 1]
+    assert seeded[0]["seed_calls"] == [4242]  # worker 2 got there first and seeded
+    assert seeded[1]["seed_calls"] == []  # worker 1 found it done for this start time
+
+
+def neutron_source() -> dict[str, str]:
+    site = next(lab.VENV.glob("lib/python3*/site-packages/neutron"))
+    return {
+        str(p.relative_to(site.parent)): p.read_text(errors="replace")
+        for p in site.rglob("*.py")
+        if "/tests/" not in str(p)
+    }
+
+
+def test_every_caller_reads_the_patched_attributes_at_call_time() -> None:
+    """install() replaces module attributes: a `from module import name` would bypass it."""
+    bypass = re.compile(
+        r"from neutron\.(common\.wsgi_utils|db\.ovn_hash_ring_db|service) import "
+        r"|from neutron\.common\.ovn\.hash_ring_manager import"
+    )
+    offenders = {
+        path: m.group(0)
+        for path, text in neutron_source().items()
+        for m in [bypass.search(text)]
+        if m is not None
+    }
+    assert offenders == {}
+
+
+def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
+    src = neutron_source()
+    mech = src["neutron/plugins/ml2/drivers/ovn/mech_driver/mech_driver.py"]
+    managers = src["neutron/plugins/ml2/managers.py"]
+    ring_db = src["neutron/db/ovn_hash_ring_db.py"]
+    assert "def add_node(context, group_name, node_uuid, created_at=None):" in ring_db
+    assert "ovn_hash_ring_db.add_node(" in mech
+    assert "def initialize_network_segment_range_support(self, start_time):" in managers
+    if lab.NEUTRON_MAJOR == 28:
+        assert "wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID" in managers
+        assert "self.hash_ring_group, cfg.CONF.host, worker_id)" in mech
+    else:
+        assert "if not wsgi_utils.is_first_api_worker():" in managers
+        assert "self.hash_ring_group, cfg.CONF.host, os.getpid())" in mech
