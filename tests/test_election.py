@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -139,3 +142,32 @@ def test_workers_that_drop_privileges_still_find_their_master(
     assert ids(idents) == [1, 2, 3]
     assert {i["supervisor_pid"] for i in idents} == {server.master["pid"]}
     assert len({i["start_time"] for i in idents}) == 1
+
+
+def test_master_gives_its_slot_back_before_the_fork_not_after(shared_tmp: Path) -> None:
+    """A child that elects at once gets slot 1, however late its parent runs after fork().
+
+    The script's own after-fork handler (registered before workerid's, so it runs first)
+    keeps the parent busy for a while after each fork: if the master let go of slot 1 only
+    after fork(), the child, electing meanwhile, would find it held and take 2.
+    """
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        os.register_at_fork(after_in_parent=lambda: time.sleep(0.5))
+        os.environ["WORKERID_DIR"] = {str(shared_tmp / "locks")!r}
+        import workerid
+        assert workerid.worker_id() == 1  # a lone process is worker 1 of 1
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, str(workerid.worker_id()).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(os.read(r, 16).decode(), workerid.worker_id())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["1", "None"]

@@ -237,16 +237,22 @@ def _drop_slot() -> None:
 
 def _before_fork() -> None:
     _lock.acquire()
+    if _cached is not None and _top:
+        # The top of its tree is forking: it becomes a pre-fork master, and
+        # its children are the workers. Give the slot back *before* the fork,
+        # not after: a child that elects at once would otherwise find its
+        # master still holding slot 1, take 2, and leave 1 to the next child
+        # (seen under load). If the fork fails, this process has given up its
+        # ID for nothing; it says so in `degraded` like any master.
+        _drop_slot()
 
 
 def _after_fork_parent() -> None:
     global _cached, _top
     try:
         if _cached is not None and _top:
-            # A process that was the top of its tree has just forked: it is a
-            # pre-fork master now, and its children are the workers. Give the
-            # slot back so they can have 1..N.
-            _drop_slot()
+            # This process has just forked (its slot went in _before_fork): it
+            # is a master now, with no worker ID.
             _cached = dataclasses.replace(
                 _cached,
                 worker_id=None,
