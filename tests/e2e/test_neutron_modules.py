@@ -6,11 +6,16 @@ own venv; these tests import that venv's real ``neutron.common.wsgi_utils``,
 two forked workers of one pre-fork master, and check every answer the patches give. The
 stand-in modules of tests/test_neutron_install.py have the same shapes; these tests are what
 tells us a new release has changed one (a release with an unknown shape fails here first).
+
+``NEUTRON_SOURCE=/path/to/a/neutron/checkout`` runs them against that tree instead (put first on
+``PYTHONPATH``, with the venv's dependencies), e.g. master:
+``NEUTRON_SOURCE=~/neutron NEUTRON_RELEASES=29 bash scripts/e2e-neutron.sh -k modules``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -20,6 +25,9 @@ import pytest
 from . import neutron_lab as lab
 
 pytestmark = pytest.mark.e2e
+
+#: a Neutron checkout to test instead of the venv's release (its ``neutron`` package is used)
+SOURCE = Path(os.environ["NEUTRON_SOURCE"]) if os.environ.get("NEUTRON_SOURCE") else None
 
 #: Run in the release's venv. Worker 2 seeds first (under a lazily loaded WSGIScriptAlias any
 #: worker may load Neutron first), then worker 1, which must find the seeding done.
@@ -96,9 +104,9 @@ for _ in range(2):
 reader = os.fdopen(out_r)
 first = [json.loads(reader.readline()) for _ in children]
 print(json.dumps(first))
-order = sorted(range(2), key=lambda i: -first[i]["worker_id"])  # worker 2, then worker 1
-for i in order:
-    os.write(children[i][1], b"s")
+ids = {reply["pid"]: reply["worker_id"] for reply in first}  # replies come in any order
+for pid, go in sorted(children, key=lambda child: -ids[child[0]]):  # worker 2, then worker 1
+    os.write(go, b"s")
     print(reader.readline().strip())
 for pid, go in children:
     os.write(go, b"q")
@@ -117,6 +125,7 @@ def run_workers(tmp_path: Path) -> tuple[list[dict[str, object]], list[dict[str,
             "WORKERID_DIR": str(lock_dir),
             "WORKERID_COUNT": "4",
             "TMPDIR": str(tmp_path),
+            **({"PYTHONPATH": str(SOURCE)} if SOURCE else {}),
         },
         timeout=120,
         check=False,
@@ -126,12 +135,39 @@ def run_workers(tmp_path: Path) -> tuple[list[dict[str, object]], list[dict[str,
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
 
+def neutron_source() -> dict[str, str]:
+    """The package's non-test source files, by path relative to the package's parent."""
+    if SOURCE is not None:
+        site = SOURCE / "neutron"
+    else:
+        site = next(lab.VENV.glob("lib/python3*/site-packages/neutron"))
+    return {
+        str(p.relative_to(site.parent)): p.read_text(errors="replace")
+        for p in site.rglob("*.py")
+        if "/tests/" not in str(p)
+    }
+
+
+def shape() -> tuple[bool, bool]:
+    """(elects by file: 29.0.x's ``is_first_api_worker``, has ``service._get_api_workers``)."""
+    src = neutron_source()
+    return (
+        "def is_first_api_worker(" in src["neutron/common/wsgi_utils.py"],
+        "def _get_api_workers(" in src["neutron/service.py"],
+    )
+
+
 def test_release_under_test_is_supported() -> None:
-    assert lab.NEUTRON_MAJOR in (28, 29), lab.NEUTRON_VERSION
+    if SOURCE is None:
+        assert lab.NEUTRON_MAJOR in (28, 29), lab.NEUTRON_VERSION
+    # the known shapes: 28.0.x (uWSGI ID, service count), master of 2026-08 (uWSGI ID, no
+    # service count) and 29.0.x (file election, no service count)
+    assert shape() in {(False, True), (False, False), (True, False)}, shape()
 
 
 def test_every_patched_question_answered_from_workerid(tmp_path: Path) -> None:
     workers, _ = run_workers(tmp_path)
+    by_file, service_count = shape()
     by_id = {w["worker_id"]: w for w in workers}
     assert sorted(by_id) == [1, 2]
     for wid, w in by_id.items():
@@ -140,13 +176,11 @@ def test_every_patched_question_answered_from_workerid(tmp_path: Path) -> None:
         assert w["start_time"] == w["workerid_start_time"] is not None
         assert w["node_by_pid_is_node_by_id"] is True
         assert w["node_by_id_unchanged"] is True
-        if lab.NEUTRON_MAJOR == 28:
-            assert w["service_count"] == 4  # 28.0.0 counts api_workers or the CPUs
-        else:
-            assert w["service_count"] is None  # 29 has no service._get_api_workers
+        # 28.0.0 counts api_workers or the CPUs in service._get_api_workers; later ones do not
+        assert w["service_count"] == (4 if service_count else None)
     assert by_id[1]["first"] is True and by_id[2]["first"] is False
     assert by_id[1]["start_time"] == by_id[2]["start_time"]
-    if lab.NEUTRON_MAJOR >= 29:
+    if by_file:
         # 29.0.0's own election (O_EXCL files named after the parent PID in the temp dir) was
         # never consulted: workerid answered.
         assert sorted(p.name for p in tmp_path.iterdir()) == ["locks"]
@@ -157,15 +191,6 @@ def test_ml2_seeding_runs_once_through_the_real_guard(tmp_path: Path) -> None:
     assert [s["worker_id"] for s in seeded] == [2, 1]
     assert seeded[0]["seed_calls"] == [4242]  # worker 2 got there first and seeded
     assert seeded[1]["seed_calls"] == []  # worker 1 found it done for this start time
-
-
-def neutron_source() -> dict[str, str]:
-    site = next(lab.VENV.glob("lib/python3*/site-packages/neutron"))
-    return {
-        str(p.relative_to(site.parent)): p.read_text(errors="replace")
-        for p in site.rglob("*.py")
-        if "/tests/" not in str(p)
-    }
 
 
 def test_every_caller_reads_the_patched_attributes_at_call_time() -> None:
@@ -191,7 +216,8 @@ def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
     assert "def add_node(context, group_name, node_uuid, created_at=None):" in ring_db
     assert "ovn_hash_ring_db.add_node(" in mech
     assert "def initialize_network_segment_range_support(self, start_time):" in managers
-    if lab.NEUTRON_MAJOR == 28:
+    by_file, _ = shape()
+    if not by_file:
         assert "wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID" in managers
         assert "self.hash_ring_group, cfg.CONF.host, worker_id)" in mech
     else:
