@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -207,6 +207,13 @@ def node_uuid(worker_id: int, host: str) -> str:
     return uuid.uuid5(HASHRING_NS, f"{HASH_RING_GROUP}{host}{worker_id}").hex
 
 
+def assert_ring_nodes(rows: list[RingRow], names: Iterable[int], host: str) -> None:
+    """The ring holds exactly the nodes of ``names`` on ``host``: worker IDs (28.0.x, or any
+    release with workerid) or worker PIDs (plain 29.0.x)."""
+    assert {r.node_uuid for r in rows} == {node_uuid(n, host) for n in names}, rows
+    assert {r.hostname for r in rows} == {host}, rows
+
+
 def recreate_database() -> None:
     """Drop and recreate the database (schema: neutron_env.sh), empty OVN NB, forget workerid.
 
@@ -317,6 +324,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def live_pid(pid_file: Path) -> int | None:
+    """The PID in ``pid_file`` if that process is alive (a server's master); else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
 def children(ppid: int, prefix: str = "") -> list[int]:
     """Live children of ppid whose command line starts with prefix."""
     out = run(["ps", "-eo", "pid=,ppid=,stat=,args="])
@@ -375,11 +391,7 @@ class Apache:
         wait_gone([master, *daemons], 60)
 
     def master(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return live_pid(self.pid_file)
 
     def daemons(self, master: int | None = None) -> list[int]:
         master = master or self.master()
@@ -509,15 +521,18 @@ class UwsgiServer:
         self.log = root / "uwsgi.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-        env = {
+    def env(self) -> dict[str, str]:
+        return {
             "PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
             "UWSGI_PIDFILE": str(self.pid_file),
             "OS_NEUTRON_CONFIG_DIR": str(ETC),
         }
+
+    def start(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        env = self.env()
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [str(VENV / "bin/uwsgi"), "--ini", str(self.ini), "--pidfile", str(self.pid_file)],
@@ -577,27 +592,16 @@ def write_uwsgi_ini(path: Path, module: str) -> Path:
 class UwsgiLab(UwsgiServer):
     """UwsgiServer whose Neutron config dir comes from the ini alone, with worker/log helpers."""
 
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
     def start(self) -> None:
         assert port_free(), f"{HOST}:{PORT} is in use: a server left from an earlier run?"
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-        env = {"PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
         log(f"uwsgi start ({self.ini.name})")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(VENV / "bin/uwsgi"), "--ini", str(self.ini), "--pidfile", str(self.pid_file)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        super().start()
 
     def master(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return live_pid(self.pid_file)
 
     def stop(self) -> None:
         """SIGINT to the master; a worker still stuck loading Neutron after 15 s gets SIGKILL.

@@ -114,9 +114,7 @@ def check_run(server: lab.Apache, offset: int, where: str, *, reseeded: bool) ->
     """A run after start/restart: ring, nodes, range, seeding count, log, network create."""
     rows = lab.ring()
     created = rows[0].created_at
-    host = neutron_host()
-    assert {r.node_uuid for r in rows} == {lab.node_uuid(i, host) for i in range(1, 5)}, rows
-    assert {r.hostname for r in rows} == {host}
+    lab.assert_ring_nodes(rows, range(1, 5), neutron_host())
     status = workerid_status()
     start = dt.datetime.fromtimestamp(int(str(status["start_time"])), dt.timezone.utc)
     assert start.replace(tzinfo=None) == created, (status, rows)
@@ -132,6 +130,19 @@ def check_run(server: lab.Apache, offset: int, where: str, *, reseeded: bool) ->
         assert new_log.count(SEEDED) == 0 and new_log.count(NEUTRON_SEEDS) == 0
     assert server.bad_lines(offset) == [], where
     assert_create_201(where)
+    return created
+
+
+def restart_and_check(deployment: Deployment, where: str) -> dt.datetime:
+    """`apachectl -k restart`: new daemons, a later created_at, reseeded once; that created_at."""
+    server = deployment.server
+    old = server.daemons()
+    offset = server.log_size()
+    server.restart()
+    server.wait_daemons(exclude=old)
+    settled_ring(after=deployment.created_at[-1])
+    created = check_run(server, offset, where, reseeded=True)
+    deployment.created_at.append(created)
     return created
 
 
@@ -179,7 +190,7 @@ def before_29(server: lab.Apache) -> None:
     created = rows[0].created_at
     host = neutron_host()
     old = server.daemons()
-    assert {r.node_uuid for r in rows} == {lab.node_uuid(pid, host) for pid in old}
+    lab.assert_ring_nodes(rows, old, host)
     victim = old[1]
     dead_node = lab.node_uuid(victim, host)
     offset = server.log_size()
@@ -260,13 +271,7 @@ class TestModWsgiExpress:
         assert "FAIL" not in out
 
     def test_restart_advances_created_at(self, express: Deployment) -> None:
-        server = express.server
-        old = server.daemons()
-        offset = server.log_size()
-        server.restart()
-        server.wait_daemons(exclude=old)
-        settled_ring(after=express.created_at[-1])
-        express.created_at.append(check_run(server, offset, "after -k restart", reseeded=True))
+        restart_and_check(express, "after -k restart")
 
     def test_stop_start_advances_created_at(self, express: Deployment) -> None:
         server = express.server
@@ -346,17 +351,10 @@ class TestModWsgiExpress:
         assert sorted(added) == sorted(lab.node_uuid(i, neutron_host()) for i in range(1, 5))
 
     def test_ten_restarts(self, express: Deployment) -> None:
-        server = express.server
         for i in range(1, 11):
-            old = server.daemons()
-            offset = server.log_size()
             t0 = time.monotonic()
-            server.restart()
-            server.wait_daemons(exclude=old)
-            settled_ring(after=express.created_at[-1])
-            created = check_run(server, offset, f"restart {i}/10", reseeded=True)
+            created = restart_and_check(express, f"restart {i}/10")
             lab.log(f"restart {i}/10: created_at {created} ({time.monotonic() - t0:.1f}s)")
-            express.created_at.append(created)
         stamps = express.created_at
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
 
@@ -393,10 +391,4 @@ class TestApacheSite:
         site.created_at.append(check_run(site.server, 0, "site cold start", reseeded=True))
 
     def test_restart(self, site: Deployment) -> None:
-        server = site.server
-        old = server.daemons()
-        offset = server.log_size()
-        server.restart()
-        server.wait_daemons(exclude=old)
-        settled_ring(after=site.created_at[-1])
-        site.created_at.append(check_run(server, offset, "site -k restart", reseeded=True))
+        restart_and_check(site, "site -k restart")

@@ -84,9 +84,7 @@ def start_and_settle(
     assert first.body["provider:network_type"] == "geneve", first.body
     workers = server.wait_workers()
     rows = lab.wait_for(lab.ring, lab.ring_settled, 90, "4 live hash ring rows, one created_at")
-    host = socket.gethostname()
-    names = workers if nodes_by_pid else range(1, 5)
-    assert {r.node_uuid for r in rows} == {lab.node_uuid(i, host) for i in names}, rows
+    lab.assert_ring_nodes(rows, workers if nodes_by_pid else range(1, 5), socket.gethostname())
     ranges = lab.default_ranges()
     assert [(r.network_type, r.minimum, r.maximum) for r in ranges] == [GENEVE], ranges
     return t0, rows
