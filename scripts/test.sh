@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): lint, types, then the suite
-# against the installed package in the world-readable venv that
-# scripts/setup-system.sh built (tests run workers as other users).
+# The project's test command (README, .ci/run): lint, types, then the suite.
+# The suite runs against this work tree, never a stale installed copy: the
+# tree is installed (non-editable) into the world-readable venv that
+# scripts/setup-system.sh built (real servers and workers running as other
+# users import it from there), and src/ is put first on PYTHONPATH for the
+# test process and the pre-fork servers it starts. tests/conftest.py fails
+# the run if what it imported is not this tree's code.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${WORKERID_VENV:-/opt/workerid/venv}"
@@ -9,6 +13,14 @@ cd "$ROOT"
 echo "== ruff"; "$VENV/bin/ruff" check src tests bench
 echo "== ruff format"; "$VENV/bin/ruff" format --check src tests bench
 echo "== mypy"; "$VENV/bin/mypy"
+echo "== install this tree into $VENV"
+SRC_COPY="$(mktemp -d /tmp/workerid-src.XXXXXX)"
+trap 'rm -rf "$SRC_COPY"' EXIT
+tar -C "$ROOT" --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+    --exclude=__pycache__ -cf - pyproject.toml README.md src | tar -C "$SRC_COPY" -xf -
+"$VENV/bin/python" -m pip install -q --no-cache-dir --force-reinstall --no-deps "$SRC_COPY"
+chmod -R a+rX "$VENV"
 echo "== pytest"
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 # -p no:cacheprovider: the clone may be read-only for the test run's users.
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -27,6 +27,27 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 PREFORK = str(Path(__file__).with_name("prefork.py"))
+SRC = Path(__file__).resolve().parent.parent / "src" / "workerid"
+
+
+def _same_tree(imported: Path, source: Path) -> bool:
+    """Every module of ``source`` is in ``imported`` with the same bytes."""
+    for path in source.rglob("*.py"):
+        twin = imported / path.relative_to(source)
+        if not twin.is_file() or twin.read_bytes() != path.read_bytes():
+            return False
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests must run against the code in this tree, never a stale installed
+    # copy (scripts/test.sh installs the tree and puts src/ first on the path).
+    imported = Path(workerid._identity.__file__).resolve().parent
+    if not _same_tree(imported, SRC):
+        raise pytest.UsageError(
+            f"workerid was imported from {imported}, which is not this tree's {SRC}: "
+            "run the tests with scripts/test.sh (or PYTHONPATH=src)"
+        )
 
 
 def alive(pid: int) -> bool:
