@@ -40,7 +40,7 @@ def test_first_call_decides_later_calls_are_cached(fresh: Path) -> None:
 def test_internal_error_becomes_none_with_a_reason(
     fresh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def boom() -> None:
+    def boom(**_kwargs: object) -> None:
         raise RuntimeError("detector exploded")
 
     monkeypatch.setattr(_identity.loaders, "detect", boom)

@@ -102,13 +102,13 @@ def test_symlinked_ledger_is_replaced_not_followed(
 ) -> None:
     target = shared_tmp / "victim"
     target.write_text("precious")
-    ns = _ns(lock_dir)
-    (ns / _layout.LEDGER).symlink_to(target)
-    idents = start_server(workers=2).identities()
+    _ns(lock_dir)
+    (lock_dir / _layout.LEDGER).symlink_to(target)
+    idents = start_server(workers=2, WORKERID_NAMESPACE="default").identities()
     assert sorted(i["worker_id"] for i in idents) == [1, 2]
     assert target.read_text() == "precious"
-    assert not (ns / _layout.LEDGER).is_symlink()
-    assert json.loads((ns / _layout.LEDGER).read_text())["v"] == 1
+    assert not (lock_dir / _layout.LEDGER).is_symlink()
+    assert json.loads((lock_dir / _layout.LEDGER).read_text())["v"] == 2
 
 
 @pytest.mark.parametrize(
@@ -128,22 +128,22 @@ def test_symlinked_ledger_is_replaced_not_followed(
 def test_corrupt_ledger_is_ignored_and_rewritten(
     start_server: Any, lock_dir: Path, content: bytes
 ) -> None:
-    ns = _ns(lock_dir)
-    (ns / _layout.LEDGER).write_bytes(content)
-    os.chmod(ns / _layout.LEDGER, 0o600)
-    idents = start_server(workers=2).identities()
+    _ns(lock_dir)
+    (lock_dir / _layout.LEDGER).write_bytes(content)
+    os.chmod(lock_dir / _layout.LEDGER, 0o600)
+    idents = start_server(workers=2, WORKERID_NAMESPACE="default").identities()
     assert sorted(i["worker_id"] for i in idents) == [1, 2]
     assert len({i["start_time"] for i in idents}) == 1
-    rewritten = json.loads((ns / _layout.LEDGER).read_text())
-    assert rewritten["v"] == 1 and len(rewritten["entries"]) == 1
+    rewritten = json.loads((lock_dir / _layout.LEDGER).read_text())
+    assert rewritten["v"] == 2 and len(rewritten["entries"]) == 1
 
 
 def test_hostile_start_time_is_not_trusted(start_server: Any, lock_dir: Path) -> None:
-    ns = _ns(lock_dir)
-    hostile = {"v": 1, "floor": 2**50, "seq": 0, "entries": []}
-    (ns / _layout.LEDGER).write_text(json.dumps(hostile))
-    os.chmod(ns / _layout.LEDGER, 0o600)
-    idents = start_server(workers=2).identities()
+    _ns(lock_dir)
+    hostile = {"v": 2, "floor": 2**50, "seq": 0, "entries": []}
+    (lock_dir / _layout.LEDGER).write_text(json.dumps(hostile))
+    os.chmod(lock_dir / _layout.LEDGER, 0o600)
+    idents = start_server(workers=2, WORKERID_NAMESPACE="default").identities()
     assert idents[0]["start_time"] < 2**40
 
 
@@ -151,15 +151,14 @@ def test_symlinked_slot_file_degrades(start_server: Any, lock_dir: Path, shared_
     ns = _ns(lock_dir)
     target = shared_tmp / "elsewhere"
     target.write_text("")
-    for lane in range(_layout.LANES):
-        os.symlink(target, _layout.slots_file(str(ns), lane))
-    idents = start_server(workers=2).identities()
+    os.symlink(target, _layout.slots_file(str(ns)))
+    idents = start_server(workers=2, WORKERID_NAMESPACE="default").identities()
     assert {i["worker_id"] for i in idents} == {None}
     only_reason(idents[0], "unusable")
 
 
 def test_fifo_as_ledger_does_not_hang(start_server: Any, lock_dir: Path) -> None:
-    ns = _ns(lock_dir)
-    os.mkfifo(ns / _layout.LEDGER, 0o600)
-    idents = start_server(workers=2).identities(timeout=15)
+    _ns(lock_dir)
+    os.mkfifo(lock_dir / _layout.LEDGER, 0o600)
+    idents = start_server(workers=2, WORKERID_NAMESPACE="default").identities(timeout=15)
     assert sorted(i["worker_id"] for i in idents) == [1, 2]

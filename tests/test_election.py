@@ -76,10 +76,20 @@ def test_two_namespaces_do_not_interfere(start_server: Any) -> None:
     assert {i["namespace"] for i in b} == {"beta"}
 
 
-def test_two_servers_in_one_namespace_each_get_1_to_n(start_server: Any) -> None:
+def test_two_programs_get_their_own_namespaces_and_each_gets_1_to_n(start_server: Any) -> None:
     a = start_server(workers=2).identities()
-    b = start_server(workers=2).identities()
+    b = start_server(workers=2).identities()  # another command line: another program
     assert ids(a) == ids(b) == [1, 2]
+    assert a[0]["namespace"] != b[0]["namespace"]
+    assert a[0]["generation"] != b[0]["generation"]
+
+
+def test_two_servers_in_one_namespace_never_share_an_id(start_server: Any) -> None:
+    """Promise (a): one namespace is one ID space, whichever run a process is in."""
+    a = start_server(workers=2, WORKERID_NAMESPACE="shared").identities()
+    b = start_server(workers=2, WORKERID_NAMESPACE="shared").identities()
+    assert ids(a) == [1, 2]
+    assert ids(b) == [3, 4]
     assert a[0]["generation"] != b[0]["generation"]
     assert b[0]["start_time"] > a[0]["start_time"]
 
@@ -88,7 +98,9 @@ def test_restarts_in_the_same_second_strictly_advance(start_server: Any) -> None
     starts = []
     t0 = time.time()
     for _ in range(4):
-        server = start_server(workers=2)
+        # one namespace: the restarts of one server (the fixture gives each
+        # run its own output directory, so its own command line)
+        server = start_server(workers=2, WORKERID_NAMESPACE="app")
         idents = server.identities()
         assert len({i["start_time"] for i in idents}) == 1
         starts.append(idents[0]["start_time"])
@@ -97,11 +109,18 @@ def test_restarts_in_the_same_second_strictly_advance(start_server: Any) -> None
     assert starts == sorted(set(starts)), starts
 
 
-def test_new_run_gets_1_to_n_while_old_workers_still_exit(start_server: Any) -> None:
-    old = start_server(workers=3)
+def test_new_run_waits_for_old_workers_to_exit_then_gets_1_to_n(start_server: Any) -> None:
+    """A new run whose IDs are still held by an old run's workers waits (settle)."""
+    env = {"WORKERID_NAMESPACE": "app", "WORKERID_COUNT": "3"}
+    old = start_server(workers=3, **env)
     assert ids(old.identities()) == [1, 2, 3]
-    new = start_server(workers=3)  # old is still fully alive
-    assert ids(new.identities()) == [1, 2, 3]
+    new = start_server(workers=3, **env)  # old is still fully alive
+    time.sleep(0.5)
+    assert new.identities(expect=1, timeout=0.1) == []  # waiting, not sharing 1..3
+    old.stop()
+    after = new.identities()
+    assert ids(after) == [1, 2, 3]
+    assert all(i["degraded"] == [] for i in after)
 
 
 def test_master_that_asked_first_gives_its_slot_to_the_workers(start_server: Any) -> None:

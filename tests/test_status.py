@@ -26,13 +26,15 @@ def test_status_lists_every_live_worker(start_server: Any, lock_dir: Path) -> No
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     (ns,) = report["namespaces"]
-    assert ns["namespace"] == "default"
+    assert ns["namespace"] == idents[0]["namespace"]
     assert ns["generation"] == idents[0]["generation"]
     assert ns["start_time"] == idents[0]["start_time"]
     current = next(run for run in ns["runs"] if run["current"])
-    held = {slot["worker_id"]: slot["pid"] for slot in current["slots"]}
+    assert current["supervisor_pid"] == server.master["pid"]
+    assert report["runs"][0]["generation"] == idents[0]["generation"]
+    held = {slot["worker_id"]: slot["pid"] for slot in ns["slots"]}
     assert held == {i["worker_id"]: i["pid"] for i in idents}
-    assert all("prefork.py" in slot["cmdline"] for slot in current["slots"])
+    assert all("prefork.py" in slot["cmdline"] for slot in ns["slots"])
 
 
 def test_status_sees_a_killed_worker_go_and_its_replacement_come(
@@ -44,7 +46,8 @@ def test_status_sees_a_killed_worker_go_and_its_replacement_come(
     server.identities()
     text = status(lock_dir).stdout
     assert f"pid {victim['pid']:>7}" not in text
-    assert "2 live" in text
+    assert text.count("    worker ") == 2, text
+    assert "(current)" in text
 
 
 def test_status_of_a_missing_directory_fails_plainly(shared_tmp: Path) -> None:
@@ -55,7 +58,8 @@ def test_status_of_a_missing_directory_fails_plainly(shared_tmp: Path) -> None:
 
 def test_status_reports_a_corrupt_ledger_and_goes_on(start_server: Any, lock_dir: Path) -> None:
     start_server(workers=1).identities()
-    (lock_dir / "default" / "ledger.json").write_text("{garbage")
+    (lock_dir / "ledger.json").write_text("{garbage")
     out = status(lock_dir, "--json")
     report = json.loads(out.stdout)
-    assert "ledger" in report["namespaces"][0]["errors"][0]
+    assert "ledger" in report["errors"][0]
+    assert report["namespaces"][0]["slots"]  # and goes on

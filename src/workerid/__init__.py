@@ -12,7 +12,12 @@
     @workerid.once("seed-ranges")
     def seed(): ...             # runs in one worker per server run
 
-None of these raise. See docs/design.md for how it works.
+    workerid.run_once("seed", fn)   # the same, returning an OnceResult
+
+``worker_id()`` and the other getters never raise (a missing value is
+``None`` and ``identity().degraded`` says why); ``configure()`` raises on
+invalid arguments, and ``once`` raises ``OnceTimeout``/``OnceFailed`` when it
+could not make sure the function ran. See docs/design.md for how it works.
 """
 
 from __future__ import annotations
@@ -26,18 +31,38 @@ from ._identity import (
     worker_count,
     worker_id,
 )
-from ._once import once
+from ._once import (
+    OnceError,
+    OnceFailed,
+    OnceResult,
+    OnceTimeout,
+    OnceUnavailable,
+    Outcome,
+    once,
+    run_once,
+    try_once,
+    wait_done,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Identity",
+    "OnceError",
+    "OnceFailed",
+    "OnceResult",
+    "OnceTimeout",
+    "OnceUnavailable",
+    "Outcome",
     "__version__",
     "configure",
     "identity",
     "is_first_worker",
     "once",
+    "run_once",
     "start_time",
+    "try_once",
+    "wait_done",
     "worker_count",
     "worker_id",
 ]

@@ -40,16 +40,27 @@ class Settings:
     settle_timeout: float | None = None
     #: where each explicit value came from: "config" or "env"
     origin: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: environment values that were ignored, and why (they go to ``degraded``)
+    notes: tuple[str, ...] = ()
+
+
+ROOT_LOCK_DIR = "/run/workerid"
 
 
 def default_lock_dir() -> str:
-    """Per-user directory: ``$XDG_RUNTIME_DIR/workerid`` or ``<tmp>/workerid-<uid>``.
+    """``/run/workerid`` for root; else ``$XDG_RUNTIME_DIR/workerid`` or ``<tmp>/workerid-<uid>``.
 
-    Servers usually run without ``XDG_RUNTIME_DIR``; the temporary directory
-    then gives every user its own ``0700`` directory. Under systemd's
-    ``PrivateTmp`` all processes of one unit still share it, which is all we
-    need (workers of one server are always in one unit).
+    Root's state stays out of world-writable temp dirs, where another user
+    could make ``/tmp/workerid-0`` first, and in ``/run``: a tmpfs emptied at
+    boot, which systemd-tmpfiles does not age. Other users cannot write
+    ``/run``; servers usually run without ``XDG_RUNTIME_DIR``, so the temp
+    dir gives each user their own ``0700`` directory (one made by somebody
+    else is refused, never used). Under systemd's ``PrivateTmp`` all
+    processes of one unit still share it, which is all we need (workers of
+    one server are always in one unit).
     """
+    if os.geteuid() == 0:
+        return ROOT_LOCK_DIR
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isabs(runtime):
         return os.path.join(runtime, "workerid")
@@ -89,6 +100,7 @@ def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
     """Fill what ``configure()`` left open from the environment."""
     values = {f.name: getattr(explicit, f.name) for f in dataclasses.fields(explicit)}
     origin = dict(explicit.origin)
+    notes: list[str] = []
     parsers = {
         "lock_dir": (ENV_DIR, _parse_dir),
         "namespace": (ENV_NAMESPACE, check_namespace),
@@ -104,10 +116,11 @@ def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
         try:
             values[field] = parse(environ[var])
         except (TypeError, ValueError) as exc:
-            log.warning("workerid: ignoring %s=%r: %s", var, environ[var], exc)
+            notes.append(f"ignoring {var}={environ[var]!r}: {exc}")
             continue
         origin[field] = "env"
     values["origin"] = origin
+    values["notes"] = tuple(notes)
     return Settings(**values)
 
 

@@ -1,39 +1,57 @@
-"""The generation ledger: which server run is which, and when it started.
+"""The generation ledger: which server run is which, when it started, whose life it is.
+
+One ledger per lock directory, shared by its namespaces: start times strictly
+advance across every server of the user, so a server whose namespace changed
+(a new option on its command line) still gets a later start time.
 
 A *run* is one life of a server, named by a key built from the boot id, the
-supervising parent's PID and that parent's own start time (plus what the
-server adds, e.g. Apache's ``restart_time``). A PID alone is never enough:
-PIDs are reused, across reboots and within one.
+PID namespace, the supervising process's PID and its own start time (plus
+what the server adds, e.g. Apache's ``restart_time``). A PID alone is never
+enough: PIDs are reused, across reboots and within one, and repeat in every
+container.
 
 The first worker of a run records the run's start time under a lock; every
 other worker of the run reads the same value. A new run's start time is
-``max(hint, previous + 1)``: strictly later than every start time the ledger
-has issued, even when two restarts fall in one second or the wall clock steps
-back (Neutron stores it in whole seconds and compares with ``!=``).
+``max(hint, floor + 1)``: strictly later than every start time the ledger has
+issued, even when two restarts fall in one second or the wall clock steps
+back (Neutron stores it in whole seconds and compares with ``!=``), unless
+the floor is more than :data:`MAX_AHEAD` ahead of the clock: a planted or
+corrupted floor is not obeyed (a start time is never far in the future).
 
-Each *slot key* (a run, or a graceful epoch of it) also gets a *lane*: its own
-slot file, so workers of a new run elect 1..N while the previous run's
-workers are still exiting. There are :data:`~workerid._layout.LANES` lanes,
-reused, never unlinked; a lane is only handed to a new key when no process
-holds a slot in it, if any lane is idle.
+Each entry records its run's *owner*, the supervisor process (boot,
+PID namespace, PID, start ticks). An entry is dropped only when its run is
+provably over: the owner is dead (or of another boot) and no process holds
+the run's range in ``slots.lock`` (see ``_layout``). A live run's entry is
+never evicted to make room, so its start time cannot change under it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _layout, _reclock, _statefile
+from . import _layout, _procfs, _reclock, _statefile
 
 log = logging.getLogger("workerid")
 
-VERSION = 1
-MAX_START = 2**40  # far beyond any real epoch second; rejects hostile values
-_KEY_MAX = 128
+VERSION = 2
+#: the parser's bound on any start time (far beyond a real epoch second)
+MAX_START = 2**32 - 1
+#: how far ahead of the clock a floor or a start time may be and still be obeyed
+MAX_AHEAD = 86400
+#: entries kept; a full ledger of live runs refuses new ones (see assign)
+MAX_ENTRIES = 128
+#: sequence numbers are renumbered before they reach this
+MAX_SEQ = 2**53
+#: how long a new run's first worker waits for ledger.lock
+LOCK_WAIT = 10.0
+_POLL = 0.02
+_KEY_MAX = 32
 
 
 def now() -> int:
@@ -41,12 +59,24 @@ def now() -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class Owner:
+    """The process whose life is the run: ``is it alive?`` is asked of it."""
+
+    #: short key of the boot id ("" if unknown)
+    boot: str = ""
+    #: inode of the PID namespace ``pid`` is meaningful in (0 if unknown)
+    pidns: int = 0
+    pid: int = 0
+    #: start time of ``pid`` in clock ticks since boot (0 if unknown)
+    ticks: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Entry:
     run: str
-    slot: str
     start: int
-    lane: int
     seq: int
+    owner: Owner = Owner()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,46 +88,67 @@ class Ledger:
     seq: int = 0
 
 
+class LedgerFull(OSError):
+    """Every entry belongs to a run that may still be alive."""
+
+
+class LockTimeout(OSError):
+    """``ledger.lock`` was held by another process for longer than the bound."""
+
+
 def _int(obj: Any, lo: int, hi: int, what: str) -> int:
     if type(obj) is not int or not lo <= obj <= hi:
         raise ValueError(f"{what} must be an integer in [{lo}, {hi}], got {obj!r}")
     return obj
 
 
-def _key(obj: Any, what: str) -> str:
-    if type(obj) is not str or not 1 <= len(obj) <= _KEY_MAX or not obj.isalnum():
+def _key(obj: Any, what: str, *, empty: bool = False) -> str:
+    if type(obj) is not str or (obj == "" and empty):
+        if type(obj) is str:
+            return obj
+        raise ValueError(f"{what} must be a string")
+    if not 1 <= len(obj) <= _KEY_MAX or not obj.isascii() or not obj.isalnum():
         raise ValueError(f"{what} must be a short alphanumeric key")
     return obj
 
 
+_ENTRY_KEYS = {"run", "start", "seq", "boot", "pidns", "pid", "ticks"}
+
+
 def parse(obj: Any) -> Ledger:
-    """Strictly parse a decoded ledger; raise ``ValueError`` on anything odd."""
+    """Strictly parse a decoded ledger; raise ``ValueError`` on anything odd.
+
+    Whatever parses can be fed to :func:`assign`, whose result always parses
+    again (property-tested).
+    """
     if type(obj) is not dict or set(obj) != {"v", "entries", "floor", "seq"}:
         raise ValueError("ledger must be an object with keys v, entries, floor, seq")
     if obj["v"] != VERSION:
         raise ValueError(f"unknown ledger version {obj['v']!r}")
     raw = obj["entries"]
-    if type(raw) is not list or len(raw) > _layout.LANES:
-        raise ValueError(f"entries must be a list of at most {_layout.LANES}")
+    if type(raw) is not list or len(raw) > MAX_ENTRIES:
+        raise ValueError(f"entries must be a list of at most {MAX_ENTRIES}")
     floor = _int(obj["floor"], 0, MAX_START, "floor")
-    seq = _int(obj["seq"], 0, 2**62, "seq")
+    seq = _int(obj["seq"], 0, MAX_SEQ, "seq")
     entries = []
-    lanes = set()
-    slots = set()
+    runs = set()
     for item in raw:
-        if type(item) is not dict or set(item) != {"run", "slot", "start", "lane", "seq"}:
-            raise ValueError("entry must be an object with keys run, slot, start, lane, seq")
+        if type(item) is not dict or set(item) != _ENTRY_KEYS:
+            raise ValueError(f"entry must be an object with keys {sorted(_ENTRY_KEYS)}")
         entry = Entry(
             run=_key(item["run"], "run"),
-            slot=_key(item["slot"], "slot"),
             start=_int(item["start"], 1, floor, "start"),
-            lane=_int(item["lane"], 0, _layout.LANES - 1, "lane"),
             seq=_int(item["seq"], 0, seq, "seq"),
+            owner=Owner(
+                boot=_key(item["boot"], "boot", empty=True),
+                pidns=_int(item["pidns"], 0, 2**64 - 1, "pidns"),
+                pid=_int(item["pid"], 0, 2**31 - 1, "pid"),
+                ticks=_int(item["ticks"], 0, 2**63 - 1, "ticks"),
+            ),
         )
-        if entry.lane in lanes or entry.slot in slots:
-            raise ValueError("duplicate lane or slot key")
-        lanes.add(entry.lane)
-        slots.add(entry.slot)
+        if entry.run in runs:
+            raise ValueError("duplicate run key")
+        runs.add(entry.run)
         entries.append(entry)
     return Ledger(tuple(entries), floor, seq)
 
@@ -107,99 +158,210 @@ def dump(ledger: Ledger) -> dict[str, Any]:
         "v": VERSION,
         "floor": ledger.floor,
         "seq": ledger.seq,
-        "entries": [dataclasses.asdict(e) for e in ledger.entries],
+        "entries": [
+            {
+                "run": e.run,
+                "start": e.start,
+                "seq": e.seq,
+                "boot": e.owner.boot,
+                "pidns": e.owner.pidns,
+                "pid": e.owner.pid,
+                "ticks": e.owner.ticks,
+            }
+            for e in ledger.entries
+        ],
     }
 
 
-def _lane_idle(ns_dir: str, lane: int) -> bool:
-    path = _layout.slots_file(ns_dir, lane)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    try:
-        return _reclock.holder(fd, 0, 0) is None
-    except OSError:
-        return False
-    finally:
-        # Safe to close: this process holds no slot in a lane it is about to
-        # hand out (election happens after the ledger is settled).
-        os.close(fd)
+def owner_alive(owner: Owner, here: Owner) -> bool | None:
+    """Is the run's owner alive? ``None``: cannot be told from here.
 
-
-def assign(ledger: Ledger, run: str, slot: str, hint: int, idle: Any) -> tuple[Ledger, Entry]:
-    """Pure ledger transition: the entry for ``slot``, adding it if new.
-
-    ``idle(lane) -> bool`` says whether a lane's slot file has no holders.
+    ``here`` gives this process's boot key and PID namespace. Another boot's
+    owner is dead; an owner in another PID namespace cannot be looked up.
     """
+    if not owner.boot or not here.boot:
+        return None
+    if owner.boot != here.boot:
+        return False
+    if not owner.pidns or owner.pidns != here.pidns or owner.pid <= 0:
+        return None
+    ticks = _procfs.start_ticks(owner.pid)
+    if ticks is None:
+        return False
+    return not owner.ticks or ticks == owner.ticks
+
+
+Alive = Callable[[Entry], "bool | None"]
+
+
+def assign(
+    ledger: Ledger,
+    run: str,
+    owner: Owner,
+    *,
+    hint: int,
+    clock: int,
+    alive: Alive,
+    known: int | None = None,
+) -> tuple[Ledger, Entry, tuple[str, ...]]:
+    """Pure ledger transition: the entry for ``run``, adding it if new.
+
+    ``alive(entry)`` says whether an entry's run may still have workers
+    (``False``: provably over; ``None``: unknown). ``known``: the run's start
+    time as its live workers hold it (the entry was lost under them), kept
+    as it is. Returns the new ledger (the same object when nothing changed),
+    the entry, and notes for ``degraded``. Raises :class:`LedgerFull` when
+    every entry's run may be alive.
+    """
+    horizon = clock + MAX_AHEAD
     for entry in ledger.entries:
-        if entry.slot == slot and entry.run == run:
-            return ledger, entry
-    # (A slot key is a hash of its run key and more, so the same slot under
-    # another run would be a hash collision; it is then treated as new.)
-    entries = [e for e in ledger.entries if e.slot != slot]
-    if len(entries) != len(ledger.entries):
-        ledger = Ledger(tuple(entries), ledger.floor, ledger.seq)
-    same_run = [e for e in ledger.entries if e.run == run]
-    start = same_run[0].start if same_run else max(hint, ledger.floor + 1)
-    entries = list(ledger.entries)
-    used = {e.lane for e in entries}
-    free = [lane for lane in range(_layout.LANES) if lane not in used]
-    lane = next((x for x in free if idle(x)), None)
-    if lane is None:
-        # Every free lane still has stragglers of an evicted run. Evict the
-        # oldest entry whose workers are all gone; if there is none, reuse a
-        # busy lane (its stragglers keep their locks, so IDs stay unique; new
-        # workers just elect above them until the stragglers exit).
-        by_age = sorted(entries, key=lambda e: e.seq)
-        victim = next((e for e in by_age if idle(e.lane)), None)
-        if victim is None and not free:
-            victim = by_age[0]
-        if victim is not None:
-            entries.remove(victim)
-            lane = victim.lane
-        else:
-            lane = free[0]
-    entry = Entry(run=run, slot=slot, start=start, lane=lane, seq=ledger.seq)
-    entries.append(entry)
-    return Ledger(tuple(entries), max(ledger.floor, start), ledger.seq + 1), entry
+        if entry.run == run and entry.start <= horizon:
+            return ledger, entry, ()
+    notes: list[str] = []
+    # Provably finished runs go; so does a far-future entry (planted or
+    # corrupt: no run of ours can have started a day from now).
+    kept = [
+        e for e in ledger.entries if e.run != run and e.start <= horizon and alive(e) is not False
+    ]
+    if len(kept) >= MAX_ENTRIES:
+        unknown = sorted((e for e in kept if alive(e) is None), key=lambda e: e.seq)
+        if not unknown:
+            raise LedgerFull(
+                errno.ENOSPC,
+                f"the ledger holds {len(kept)} runs whose servers are all alive; "
+                "use another WORKERID_NAMESPACE for some of them",
+            )
+        # Runs in other PID namespaces cannot be looked up; the oldest goes.
+        kept.remove(unknown[0])
+        notes.append(
+            "the ledger was full; dropped the oldest run whose liveness cannot be seen "
+            "from this PID namespace"
+        )
+    floor = ledger.floor
+    if floor > horizon:
+        notes.append(
+            f"ignored the ledger's floor {floor}: {floor - clock}s ahead of the clock "
+            "(planted or corrupt)"
+        )
+        floor = max((e.start for e in kept), default=0)
+    taken = {e.start for e in kept}
+    if known is not None and 0 < known <= horizon:
+        start = known
+        notes.append(
+            f"this run's ledger entry was lost under its live workers; recovered its "
+            f"start time {known} from their locks"
+        )
+    else:
+        start = max(hint, floor + 1)
+        while start in taken:  # only after a distrusted floor
+            start += 1
+    seq = ledger.seq
+    if seq >= MAX_SEQ - 1:
+        kept = [dataclasses.replace(e, seq=i) for i, e in enumerate(sorted(kept, key=_seq))]
+        seq = len(kept)
+    entry = Entry(run=run, start=start, seq=seq, owner=owner)
+    kept.append(entry)
+    return Ledger(tuple(kept), max(floor, start), seq + 1), entry, tuple(notes)
 
 
-def resolve(ns_dir: str, run: str, slot: str, hint: Callable[[], float | None]) -> Entry:
-    """Look up or create the ledger entry for ``slot``, under the ledger lock.
+def _seq(entry: Entry) -> int:
+    return entry.seq
 
-    Raises ``OSError`` when the directory cannot be used; a corrupt ledger is
-    logged and replaced, never trusted.
+
+def sane_hint(wanted: float | None, clock: int) -> int:
+    """The server's idea of when the run started, if believable; else the clock."""
+    if wanted is not None and 0 < wanted <= clock + MAX_AHEAD:
+        return int(wanted)
+    return clock
+
+
+def _lock(fd: int, path: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while not _reclock.try_lock(fd, 0, 0):
+        if time.monotonic() >= deadline:
+            holder = _reclock.holder(fd, 0, 0)
+            raise LockTimeout(
+                errno.ETIMEDOUT,
+                f"held by pid {holder} for over {wait:g}s",
+                path,
+            )
+        time.sleep(_POLL)
+
+
+def read(lock_dir: str, owner: int | None = None) -> tuple[Ledger, str | None]:
+    """The ledger as it is on disk, without locking; and why it was unusable, if it was."""
+    path = os.path.join(lock_dir, _layout.LEDGER)
+    try:
+        raw = _statefile.read_json(path, owner=owner)
+        return (parse(raw) if raw is not None else Ledger()), None
+    except ValueError as exc:
+        return Ledger(), f"ignoring unusable ledger {path} ({exc})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    entry: Entry
+    notes: tuple[str, ...] = ()
+
+
+def resolve(
+    lock_dir: str,
+    run: str,
+    owner: Owner,
+    hint: Callable[[], float | None],
+    alive: Alive,
+    *,
+    known: Callable[[], int | None] = lambda: None,
+    readonly: bool = False,
+    wait: float = LOCK_WAIT,
+) -> Resolved:
+    """Look up or create the ledger entry for ``run``.
+
+    Raises ``OSError`` when the directory cannot be used (a
+    :class:`LockTimeout` after ``wait`` seconds on ``ledger.lock``); a
+    corrupt ledger is logged and replaced, never trusted. ``readonly``: never
+    write; a missing entry is computed as it would be recorded.
     """
-    path = os.path.join(ns_dir, _layout.LEDGER)
+    path = os.path.join(lock_dir, _layout.LEDGER)
+    clock = now()
     # Fast path, no lock: the ledger is only ever replaced whole (rename), so
     # an unlocked read sees a consistent file, and an entry, once written,
     # keeps its start time. Only the first worker of a run takes the lock.
+    ledger, problem = read(lock_dir)
+    for entry in ledger.entries:
+        if entry.run == run and entry.start <= clock + MAX_AHEAD:
+            return Resolved(entry)
+    if readonly:
+        _, entry, notes = assign(
+            ledger,
+            run,
+            owner,
+            hint=sane_hint(hint(), clock),
+            clock=clock,
+            alive=alive,
+            known=known(),
+        )
+        return Resolved(entry, (*notes, "not recorded: read-only"))
+    lock_path = os.path.join(lock_dir, _layout.LEDGER_LOCK)
+    fd = _statefile.open_lock_file(lock_path)
     try:
-        raw = _statefile.read_json(path)
-        for entry in parse(raw).entries if raw is not None else ():
-            if entry.slot == slot and entry.run == run:
-                return entry
-    except ValueError:
-        pass  # dealt with (logged, rewritten) under the lock below
-    fd = _statefile.open_lock_file(os.path.join(ns_dir, _layout.LEDGER_LOCK))
-    try:
-        _reclock.lock(fd)
-        ledger = Ledger()
-        try:
-            raw = _statefile.read_json(path)
-            if raw is not None:
-                ledger = parse(raw)
-        except ValueError as exc:
-            log.warning("workerid: ignoring unusable ledger %s (%s); rewriting it", path, exc)
+        _lock(fd, lock_path, wait)
+        ledger, problem = read(lock_dir)
+        if problem:
+            log.warning("workerid: %s; rewriting it", problem)
         # The hint costs a /proc read; only the run's first worker needs it.
-        wanted = hint()
-        start_hint = int(wanted) if wanted is not None and 0 < wanted < MAX_START else now()
-        new, entry = assign(ledger, run, slot, start_hint, lambda lane: _lane_idle(ns_dir, lane))
+        clock = now()
+        new, entry, notes = assign(
+            ledger,
+            run,
+            owner,
+            hint=sane_hint(hint(), clock),
+            clock=clock,
+            alive=alive,
+            known=known(),
+        )
         if new is not ledger:
             _statefile.write_json_atomic(path, dump(new))
-        return entry
+        return Resolved(entry, notes)
     finally:
         os.close(fd)  # drops the ledger lock too

@@ -60,14 +60,25 @@ class Identity:
 # --- state -----------------------------------------------------------------
 
 _lock = threading.RLock()
+#: the hot path reads only this
 _cached: Identity | None = None
-_held: _slots.Held | None = None
-#: lock-dir namespace directory of the cached identity, if usable
-_ns_dir: str | None = None
-#: True when the cached identity was built as the top of its process tree
-_top = False
-_explicit = Settings()
-_warned: set[str] = set()
+
+
+@dataclasses.dataclass
+class _Process:
+    """What this process knows besides its cached :class:`Identity`."""
+
+    #: the held worker ID (its descriptor keeps the record locks alive)
+    held: _slots.Held | None = None
+    #: usable namespace directory of the cached identity
+    ns_dir: str | None = None
+    #: True when the cached identity was built as the top of its process tree
+    top: bool = False
+    explicit: Settings = dataclasses.field(default_factory=Settings)
+    warned: set[str] = dataclasses.field(default_factory=set)
+
+
+_proc = _Process()
 #: called whenever this process forgets its identity (configure(), a fork
 #: that makes it a new worker); _once registers its memo's reset here, so
 #: this module needs no import of _once
@@ -85,40 +96,76 @@ def _key(*parts: object) -> str:
     return f"{zlib.crc32(data):08x}{zlib.crc32(data, 0x5BD1E995):08x}"
 
 
-def _warn(reason: str) -> None:
-    if reason not in _warned:
-        _warned.add(reason)
+def warn(reason: str) -> None:
+    """Log ``reason`` once per process on the ``workerid`` logger."""
+    if reason not in _proc.warned:
+        _proc.warned.add(reason)
         log.warning("workerid: %s", reason)
 
 
-def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None, bool, bool]:
+_warn = warn  # the name the modules above used
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """Stage 2: which server run this process belongs to."""
+
+    key: str
+    owner: _generation.Owner
+    #: the process whose life the run is (this process for a single server)
+    supervisor: int
+    #: this process's boot key and PID namespace, for liveness questions
+    here: _generation.Owner
+
+
+def _name_run(det: loaders.Detected, degraded: list[str]) -> _Run:
+    me = os.getpid()
+    supervisor = det.supervisor_pid or me
+    ticks = _procfs.start_ticks(supervisor)
+    boot = _procfs.boot_id()
+    pidns = _procfs.pid_namespace()
+    if ticks is None or boot is None:
+        degraded.append(
+            "/proc does not identify the server process; server runs are told apart by PID only"
+        )
+    boot_key = _key("boot", boot) if boot else ""
+    here = _generation.Owner(boot=boot_key, pidns=pidns or 0)
+    owner = dataclasses.replace(here, pid=supervisor, ticks=ticks or 0)
+    return _Run(_key("run", boot, pidns, supervisor, ticks, det.run_extra), owner, supervisor, here)
+
+
+@dataclasses.dataclass
+class _Built:
+    """The pipeline's one result: the identity and what this process must keep."""
+
+    identity: Identity
+    held: _slots.Held | None = None
+    ns_dir: str | None = None
+    top: bool = False
+    cacheable: bool = True
+
+
+def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
+    """detect -> name the run -> ledger (start time) -> elect -> Identity."""
     settings = _config.from_env(os.environ, explicit)
-    det = loaders.detect()
-    degraded: list[str] = list(det.notes)
-    origin = settings.origin
+    det = loaders.detect(explicit_namespace="namespace" in settings.origin)
+    degraded: list[str] = [*settings.notes, *det.notes]
     namespace = settings.namespace or det.namespace
 
     count, count_source = det.worker_count, det.worker_count_source
     if settings.worker_count is not None:
-        count, count_source = settings.worker_count, origin["worker_count"]
+        count, count_source = settings.worker_count, settings.origin["worker_count"]
+    # Wait for old workers to free 1..N only when N is the server's or the
+    # user's figure, not the "a single process is 1 of 1" guess.
+    settle_count = count if det.supervisor_pid is not None or count_source != "procfs" else None
 
     max_slots = settings.max_slots or _config.DEFAULT_MAX_SLOTS
     if count is not None and count > max_slots:
         degraded.append(f"max_slots {max_slots} is below the worker count {count}; using {count}")
         max_slots = count
 
-    me = os.getpid()
     is_master = det.supervisor_pid is None and det.loader == "gunicorn"
-    supervisor = det.supervisor_pid or me
-    ticks = _procfs.start_ticks(supervisor)
-    boot = _procfs.boot_id()
-    if ticks is None or boot is None:
-        degraded.append(
-            "/proc does not identify the server process; server runs are told apart by PID only"
-        )
-    run = _key("run", boot, supervisor, ticks, det.run_extra)
-    slot_key = _key("slot", run, det.epoch_extra)
-
+    run = _name_run(det, degraded)
     lock_dir = settings.lock_dir or _config.default_lock_dir()
     ns_dir: str | None = _layout.namespace_dir(lock_dir, namespace)
     worker_id = det.native_worker_id
@@ -126,50 +173,87 @@ def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None
     start = det.native_start_time
     start_source: str | None = "uwsgi" if start is not None else None
     held: _slots.Held | None = None
+    fd: int | None = None
 
     try:
-        _statefile.ensure_dir(lock_dir)
         assert ns_dir is not None
-        _statefile.ensure_dir(ns_dir, create_parents=False)
+        if readonly:
+            fd = _open_readonly(lock_dir, ns_dir)
+        else:
+            _statefile.ensure_dir(lock_dir)
+            _statefile.ensure_dir(ns_dir, create_parents=False)
+            fd = _slots.open_slots(ns_dir)
         if start is None:
-            entry = _generation.resolve(
-                ns_dir,
-                run,
-                slot_key,
-                lambda: det.start_hint or _procfs.start_time(supervisor),
-            )
-            start, start_source = entry.start, "ledger"
-            if not is_master and worker_id is None:
+            slots_fd = fd
+
+            def alive(entry: _generation.Entry) -> bool | None:
+                if slots_fd is not None and _slots.run_start(slots_fd, entry.run) is not None:
+                    return True  # a worker of that run holds its range
+                return _generation.owner_alive(entry.owner, run.here)
+
+            try:
+                got = _generation.resolve(
+                    lock_dir,
+                    run.key,
+                    run.owner,
+                    lambda: det.start_hint or _procfs.start_time(run.supervisor),
+                    alive,
+                    known=lambda: None if slots_fd is None else _slots.run_start(slots_fd, run.key),
+                    readonly=readonly,
+                )
+                start, start_source = got.entry.start, "ledger"
+                degraded.extend(got.notes)
+            except _generation.LedgerFull as exc:
+                start, start_source = _hint_start(det, run)
+                degraded.append(f"{exc.strerror}; start_time falls back to {start_source}")
+        if det.elects and not is_master and fd is not None:
+            if readonly:
+                worker_id, wid_source = _slots.lowest_unheld(fd, max_slots), "lock"
+                degraded.append("read-only: the worker ID this process would get; none is held")
+            else:
                 held = _slots.elect(
-                    ns_dir,
-                    entry.lane,
+                    fd,
                     max_slots=max_slots,
-                    worker_count=count,
+                    worker_count=settle_count,
                     settle_timeout=(
                         _config.DEFAULT_SETTLE_TIMEOUT
                         if settings.settle_timeout is None
                         else settings.settle_timeout
                     ),
                 )
+                fd = None  # kept for life by `held`
                 worker_id, wid_source = held.worker_id, "lock"
                 if held.overflow:
                     degraded.append(held.overflow)
+                elif settle_count is None and count is not None and worker_id > count:
+                    degraded.append(
+                        f"worker ID {worker_id}: other processes of namespace {namespace!r} "
+                        "hold the lower IDs; give this program its own WORKERID_NAMESPACE"
+                    )
+                if start is not None and 0 < start < _layout.RUN_SPACING:
+                    _slots.hold_run(held.fd, run.key, start)
     except OSError as exc:
+        if held is not None:
+            _slots.release(held)
+            held = None
+            worker_id = det.native_worker_id
+            wid_source = "uwsgi" if worker_id is not None else None
         ns_dir = None
-        problem = exc.strerror if type(exc) is not _statefile.UnsafeStateError else str(exc)
+        problem = (
+            exc.strerror if type(exc) is not _statefile.UnsafeStateError else str(exc)
+        ) or str(exc)
         where = getattr(exc, "filename", None) or lock_dir
-        if start is None:
-            if det.start_hint:
-                start, start_source = int(det.start_hint), det.loader
-            else:
-                start = _procfs.start_time(supervisor)
-                start_source = "procfs" if start is not None else None
+        if start is None or start_source == "ledger":
+            start, start_source = _hint_start(det, run)
         degraded.append(
             f"lock directory {lock_dir} is unusable ({where}: {problem}); "
             + ("worker_id is None, " if worker_id is None and not is_master else "")
             + f"start_time falls back to {start_source or 'None'}. Fix: make it a directory "
             f"owned by uid {os.geteuid()} and not writable by others, or set WORKERID_DIR"
         )
+    finally:
+        if fd is not None:
+            os.close(fd)
     if is_master:
         degraded.append(f"this process is the {det.loader} master, not a worker: no worker ID")
 
@@ -177,7 +261,7 @@ def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None
         worker_id=worker_id,
         worker_count=count,
         start_time=start,
-        generation=run,
+        generation=run.key,
         loader=det.loader,
         namespace=namespace,
         lock_dir=lock_dir,
@@ -185,10 +269,27 @@ def _build(explicit: Settings) -> tuple[Identity, _slots.Held | None, str | None
         worker_count_source=count_source if count is not None else None,
         start_time_source=start_source,
         degraded=tuple(degraded),
-        pid=me,
+        pid=os.getpid(),
         supervisor_pid=det.supervisor_pid,
     )
-    return ident, held, ns_dir, det.supervisor_pid is None and not is_master, det.cacheable
+    top = det.supervisor_pid is None and not is_master
+    return _Built(ident, held, ns_dir, top, det.cacheable)
+
+
+def _hint_start(det: loaders.Detected, run: _Run) -> tuple[int | None, str | None]:
+    """The start time every worker of the run derives alike, without a ledger."""
+    if det.start_hint:
+        return int(det.start_hint), det.loader
+    start = _procfs.start_time(run.supervisor)
+    return start, ("procfs" if start is not None else None)
+
+
+def _open_readonly(lock_dir: str, ns_dir: str) -> int | None:
+    """``slots.lock`` for looking only (the CLI): nothing is created."""
+    for path in (lock_dir, ns_dir):
+        if os.path.isdir(path):
+            _statefile.check_dir(path)
+    return _statefile.open_existing(_layout.slots_file(ns_dir))
 
 
 def _fallback(exc: BaseException) -> Identity:
@@ -209,27 +310,34 @@ def _fallback(exc: BaseException) -> Identity:
 
 
 def _resolve() -> Identity:
-    global _cached, _held, _ns_dir, _top
+    global _cached
     with _lock:
         if _cached is not None:
             return _cached
         try:
-            ident, held, ns_dir, top, cacheable = _build(_explicit)
+            built = _build(_proc.explicit)
         except Exception as exc:  # never raise into the application
-            ident, held, ns_dir, top, cacheable = _fallback(exc), None, None, False, True
-        for reason in ident.degraded:
-            _warn(reason)
-        _held, _ns_dir, _top = held, ns_dir, top
-        if cacheable:
-            _cached = ident
-        return ident
+            built = _Built(_fallback(exc))
+        for reason in built.identity.degraded:
+            warn(reason)
+        _proc.held, _proc.ns_dir, _proc.top = built.held, built.ns_dir, built.top
+        if built.cacheable:
+            _cached = built.identity
+        return built.identity
+
+
+def peek() -> Identity:
+    """What this process would resolve, without writing or locking anything (the CLI)."""
+    try:
+        return _build(_proc.explicit, readonly=True).identity
+    except Exception as exc:
+        return _fallback(exc)
 
 
 def _drop_slot() -> None:
-    global _held
-    if _held is not None:
-        _slots.release(_held)
-        _held = None
+    if _proc.held is not None:
+        _slots.release(_proc.held)
+        _proc.held = None
 
 
 # --- fork --------------------------------------------------------------------
@@ -237,7 +345,7 @@ def _drop_slot() -> None:
 
 def _before_fork() -> None:
     _lock.acquire()
-    if _cached is not None and _top:
+    if _cached is not None and _proc.top:
         # The top of its tree is forking: it becomes a pre-fork master, and
         # its children are the workers. Give the slot back *before* the fork,
         # not after: a child that elects at once would otherwise find its
@@ -248,9 +356,9 @@ def _before_fork() -> None:
 
 
 def _after_fork_parent() -> None:
-    global _cached, _top
+    global _cached
     try:
-        if _cached is not None and _top:
+        if _cached is not None and _proc.top:
             # This process has just forked (its slot went in _before_fork): it
             # is a master now, with no worker ID.
             _cached = dataclasses.replace(
@@ -262,28 +370,28 @@ def _after_fork_parent() -> None:
                     "this process forked workers, so it is a master now: no worker ID",
                 ),
             )
-            _top = False
+            _proc.top = False
     finally:
         _lock.release()
 
 
 def _after_fork_child() -> None:
-    global _lock, _cached, _held, _ns_dir, _top
+    global _lock, _cached
     _lock = threading.RLock()
-    if _held is not None:
+    if _proc.held is not None:
         # The child holds no record lock (they are not inherited); the
         # descriptor is just a leftover. Closing it cannot touch the parent.
         try:
-            os.close(_held.fd)
+            os.close(_proc.held.fd)
         except OSError:
             pass
-        _held = None
+        _proc.held = None
     if _cached is None:
         return
-    if _top or _cached.worker_id is None:
+    if _proc.top or _cached.worker_id is None:
         # Forked by a master (or by a process that was about to become one):
         # this child is a worker and elects on its first call.
-        _cached, _ns_dir, _top = None, None, False
+        _cached, _proc.ns_dir, _proc.top = None, None, False
         for forget in on_forget:
             forget()
     else:
@@ -357,7 +465,7 @@ def configure(
     next call. Invalid values raise ``TypeError``/``ValueError`` here, at
     configuration time, never later from the hot path.
     """
-    global _explicit, _cached, _ns_dir, _top
+    global _cached
     settings = _config.explicit_settings(
         lock_dir=lock_dir,
         namespace=namespace,
@@ -366,35 +474,40 @@ def configure(
         settle_timeout=settle_timeout,
     )
     with _lock:
-        _explicit = settings
+        _proc.explicit = settings
         _drop_slot()
-        _cached, _ns_dir, _top = None, None, False
+        _cached, _proc.ns_dir, _proc.top = None, None, False
         for forget in on_forget:
             forget()
 
 
-def _state_dir() -> str | None:
+def state_dir() -> str | None:
     """The usable namespace directory of this process (for ``once``)."""
     identity()
-    return _ns_dir
+    return _proc.ns_dir
+
+
+_state_dir = state_dir
+
+
+def holds_slot() -> bool:
+    """Does this process hold its worker ID's lock itself?
+
+    Then any state a predecessor with the same ID left behind belongs to a
+    dead process: the namespace has one ID space, and the kernel released
+    the predecessor's lock only when it died (the Neutron hash-ring takeover
+    relies on this).
+    """
+    identity()
+    return _proc.held is not None
 
 
 def _namesakes() -> list[int] | None:
-    """Live processes holding this worker's ID in another lane of its namespace.
-
-    ``None`` when this process holds no slot (nothing can be said). An empty
-    list means the ID is this process's alone: any state a predecessor with
-    the same ID left behind belongs to a dead process.
-    """
-    identity()
-    with _lock:
-        held, ns_dir = _held, _ns_dir
-        if held is None or ns_dir is None:
-            return None
-        return _slots.holders_elsewhere(ns_dir, held.worker_id, held.lane)
+    """Kept for callers of 0.1: ``[]`` when :func:`holds_slot`, else ``None``."""
+    return [] if holds_slot() else None
 
 
 def _reset_for_tests() -> None:
     """Forget everything, as a fresh process would. Not public API."""
     configure()
-    _warned.clear()
+    _proc.warned.clear()

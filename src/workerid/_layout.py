@@ -3,12 +3,23 @@
 ::
 
     <lock_dir>/                      0700, ours alone
-      <namespace>/                   0700, one per server (Apache process group, ...)
-        ledger.lock                  record lock serialising ledger updates
-        ledger.json                  generation ledger: run -> start time, slot space
-        slots.<lane>.lock            byte i locked by the holder of worker ID i+1
+      ledger.lock                    record lock serialising ledger updates
+      ledger.json                    generation ledger: run -> start time, and whose life it is
+      <namespace>/                   0700, one per server (Apache process group, program)
+        slots.lock                   the namespace's one ID space (byte layout below)
         once.<name>.lock             record lock held while once(<name>) runs
-        once.<name>.json             done-marker: the generation it last succeeded in
+        once.<name>.json             done-marker: the generation it last ran in, and how
+
+``slots.lock`` holds no data; only its record locks matter:
+
+* byte ``i-1`` is write-locked by the live holder of worker ID ``i``;
+* every worker also read-locks the range that names its run
+  (:func:`run_range`): it starts at ``RUN_BASE + (hash(run) mod 2**RUN_BITS)
+  * RUN_SPACING`` and its *length* is the run's start time. ``F_GETLK`` on
+  the first byte tells any process whether a worker of that run is alive, and
+  the reported length is the run's start time, even after ``ledger.json`` was
+  lost. The ranges of two runs never overlap (a start time is below
+  ``RUN_SPACING``), and they lie far above the worker-ID bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +29,14 @@ import re
 
 LEDGER = "ledger.json"
 LEDGER_LOCK = "ledger.lock"
-LANES = 16
+SLOTS = "slots.lock"
+
+#: first byte of the run ranges; everything below is worker-ID bytes
+RUN_BASE = 2**33
+#: distance between two runs' ranges; a start time must stay below it
+RUN_SPACING = 2**33
+#: bits of the run key that pick the range (2**29 * 2**33 + 2**33 < 2**63)
+RUN_BITS = 29
 
 _ONCE_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 
@@ -27,8 +45,13 @@ def namespace_dir(lock_dir: str, namespace: str) -> str:
     return os.path.join(lock_dir, namespace)
 
 
-def slots_file(ns_dir: str, lane: int) -> str:
-    return os.path.join(ns_dir, f"slots.{lane}.lock")
+def slots_file(ns_dir: str) -> str:
+    return os.path.join(ns_dir, SLOTS)
+
+
+def run_offset(run: str) -> int:
+    """First byte of ``run``'s range in ``slots.lock`` (``run`` is a hex key)."""
+    return RUN_BASE + (int(run[:16], 16) & ((1 << RUN_BITS) - 1)) * RUN_SPACING
 
 
 def once_stem(name: str) -> str:

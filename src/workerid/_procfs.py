@@ -34,6 +34,32 @@ def boot_id() -> str | None:
     return _boot_id
 
 
+#: the inode of the initial PID namespace: a constant of the kernel
+#: (``PROC_PID_INIT_INO``, include/linux/proc_ns.h), whatever the host
+INITIAL_PID_NS = 0xEFFFFFFC
+
+_pid_ns: int | None = None
+
+
+def pid_namespace() -> int | None:
+    """Inode of this process's PID namespace (``/proc/self/ns/pid``).
+
+    A PID only names a process inside one PID namespace: two containers'
+    PID 1 are different processes, possibly started in the same clock tick,
+    so the namespace is part of every run key and every "is it alive?" test.
+    It cannot change while a process lives (``setns`` on a PID namespace
+    only affects children), so it is read once.
+    """
+    global _pid_ns
+    if _pid_ns is None:
+        try:
+            link = os.readlink(f"{_PROC}/self/ns/pid")  # "pid:[4026531836]"
+            _pid_ns = int(link[link.index("[") + 1 : link.rindex("]")])
+        except (OSError, ValueError):
+            return None
+    return _pid_ns
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"{_PROC}/{pid}/stat", "rb") as f:
@@ -126,9 +152,9 @@ def exe(pid: int) -> str | None:
         return None
 
 
-def is_alive(pid: int, ticks: int | None = None) -> bool:
-    """True if ``pid`` exists and, if given, still has start time ``ticks``."""
-    current = start_ticks(pid)
-    if current is None:
-        return False
-    return ticks is None or current == ticks
+def uid(pid: int) -> int | None:
+    """The owner (real uid) of ``pid``'s ``/proc`` entry."""
+    try:
+        return os.stat(f"{_PROC}/{pid}").st_uid
+    except OSError:
+        return None

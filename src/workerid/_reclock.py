@@ -56,6 +56,21 @@ def unlock(fd: int, start: int = 0, length: int = 0) -> None:
     fcntl.lockf(fd, fcntl.LOCK_UN, length, start, os.SEEK_SET)
 
 
+def share(fd: int, start: int, length: int) -> None:
+    """Take a shared (read) lock on ``[start, start+length)`` without waiting."""
+    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, length, start, os.SEEK_SET)
+
+
+def conflict(fd: int, start: int, length: int = 1) -> tuple[int, int, int] | None:
+    """``(l_start, l_len, l_pid)`` of another process's lock overlapping the range."""
+    query = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    l_type, _whence, l_start, l_len, l_pid = _FLOCK.unpack(answer)
+    if l_type == fcntl.F_UNLCK:
+        return None
+    return int(l_start), int(l_len), int(l_pid)
+
+
 def holder(fd: int, start: int, length: int = 1) -> int | None:
     """PID of a process holding a lock that overlaps the range, else ``None``.
 

@@ -30,8 +30,10 @@ class UnsafeStateError(OSError):
 
 
 def _check_owner_and_mode(st: os.stat_result, path: str, what: str) -> None:
+    # Root too: a directory another user made (say /tmp/workerid-0, made by
+    # someone before root's first call) is theirs to swap files in.
     euid = os.geteuid()
-    if euid not in (st.st_uid, 0):
+    if st.st_uid != euid:
         raise UnsafeStateError(
             f"{what} {path} is owned by uid {st.st_uid}, not by this process (uid {euid})"
         )
@@ -48,17 +50,22 @@ def ensure_dir(path: str, *, create_parents: bool = True) -> None:
     exists but must not be used). The final component may not be a symlink;
     its parents may (``/var/run`` -> ``/run`` is common).
     """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         parent = os.path.dirname(os.path.abspath(path))
-        if create_parents and not os.path.isdir(parent):
+        if not os.path.isdir(parent):
+            if not create_parents:
+                raise FileNotFoundError(2, "no such directory", parent)
             os.makedirs(parent, mode=0o700, exist_ok=True)
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
             pass  # another worker won the race; check what it made below
-        st = os.lstat(path)
+    check_dir(path)
+
+
+def check_dir(path: str) -> None:
+    """Raise unless ``path`` is a directory only this user can write, and can."""
+    st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise UnsafeStateError(f"directory {path} is a symlink")
     if not stat.S_ISDIR(st.st_mode):
@@ -77,12 +84,34 @@ def open_lock_file(path: str) -> int:
     just before the unlink and would then lock a file nobody else can see,
     so two processes would both believe they hold the same lock.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+    # O_NONBLOCK: a FIFO planted here must not block the open (and with it
+    # every worker); it is then refused as not a regular file.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _OPEN_FLAGS, 0o600)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeStateError(f"lock file {path} is not a regular file")
         _check_owner_and_mode(st, path, "lock file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_existing(path: str) -> int | None:
+    """Open an existing regular file read-only without following links or blocking.
+
+    ``None`` if it is missing. Used on files this process holds no lock in
+    (another process's view of a lock file); raises :class:`OSError` for a
+    FIFO, device or symlink planted there.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeStateError(f"{path} is not a regular file")
     except BaseException:
         os.close(fd)
         raise
@@ -108,7 +137,7 @@ def read_json(path: str, *, owner: int | None = None) -> Any | None:
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{path} is not a regular file")
         expected = os.geteuid() if owner is None else owner
-        if st.st_uid != expected and os.geteuid() != 0:
+        if st.st_uid != expected:
             raise ValueError(f"{path} is owned by uid {st.st_uid}, expected {expected}")
         if st.st_size > MAX_STATE_BYTES:
             raise ValueError(f"{path} is {st.st_size} bytes, over the {MAX_STATE_BYTES} cap")
@@ -141,14 +170,16 @@ def write_json_atomic(path: str, obj: Any) -> None:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
+        # A full disk (ENOSPC) or a quota fails the write: leave no
+        # ledger.json.tmp.<pid> behind.
         try:
             os.unlink(tmp)
         except OSError:

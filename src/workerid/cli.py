@@ -23,9 +23,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_identity(args: argparse.Namespace) -> int:
-    import workerid
+    from . import _identity
 
-    ident = workerid.identity()
+    # Look, do not touch: a CLI call must not record a run or take an ID.
+    ident = _identity.peek()
     if args.json:
         json.dump(ident.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -55,9 +56,7 @@ def _live_workers(lock_dir: str) -> int | None:
     from . import status
 
     report = status.scan(lock_dir)
-    counts = [
-        len(run["slots"]) for ns in report["namespaces"] for run in ns["runs"] if run["current"]
-    ]
+    counts = [len(ns["slots"]) for ns in report["namespaces"] if ns["runs"]]
     return sum(counts) if counts else None
 
 

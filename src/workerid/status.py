@@ -11,7 +11,7 @@ import os
 import stat
 from typing import Any
 
-from . import _generation, _layout, _procfs, _reclock, _statefile
+from . import _generation, _layout, _procfs, _reclock, _slots, _statefile
 
 _SCAN_MIN = 64
 _SCAN_MAX = 4096
@@ -19,14 +19,16 @@ _SCAN_MAX = 4096
 
 def _holders(path: str) -> list[dict[str, Any]]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _statefile.open_existing(path)
     except OSError:
+        return []
+    if fd is None:
         return []
     found = []
     try:
         index = 0
         while index < _SCAN_MAX:
-            if index >= _SCAN_MIN and _reclock.holder(fd, index, 0) is None:
+            if index >= _SCAN_MIN and _reclock.holder(fd, index, _layout.RUN_BASE - index) is None:
                 break  # nothing held at or beyond this byte
             pid = _reclock.holder(fd, index)
             if pid is not None:
@@ -38,27 +40,33 @@ def _holders(path: str) -> list[dict[str, Any]]:
     return found
 
 
-def _namespace(ns_dir: str, name: str) -> dict[str, Any]:
+def _run_row(entry: _generation.Entry, newest: _generation.Entry | None) -> dict[str, Any]:
+    return {
+        "generation": entry.run,
+        "start_time": entry.start,
+        "current": entry is newest,
+        "supervisor_pid": entry.owner.pid or None,
+    }
+
+
+def _namespace(ns_dir: str, name: str, ledger: _generation.Ledger) -> dict[str, Any]:
+    """One namespace: who holds which ID, and which runs have live workers here."""
     report: dict[str, Any] = {"namespace": name, "path": ns_dir, "runs": [], "errors": []}
-    owner = os.stat(ns_dir).st_uid
-    ledger = _generation.Ledger()
+    path = _layout.slots_file(ns_dir)
+    report["slots"] = _holders(path)
     try:
-        raw = _statefile.read_json(os.path.join(ns_dir, _layout.LEDGER), owner=owner)
-        if raw is not None:
-            ledger = _generation.parse(raw)
-    except ValueError as exc:
-        report["errors"].append(f"ledger: {exc}")
-    newest = max(ledger.entries, key=lambda e: e.seq, default=None)
-    for entry in sorted(ledger.entries, key=lambda e: -e.seq):
-        report["runs"].append(
-            {
-                "generation": entry.run,
-                "start_time": entry.start,
-                "lane": entry.lane,
-                "current": entry is newest,
-                "slots": _holders(_layout.slots_file(ns_dir, entry.lane)),
-            }
-        )
+        fd = _statefile.open_existing(path)
+    except OSError as exc:
+        report["errors"].append(f"{_layout.SLOTS}: {exc}")
+        return report
+    if fd is None:
+        return report
+    try:
+        live = [e for e in ledger.entries if _slots.run_start(fd, e.run) is not None]
+    finally:
+        os.close(fd)
+    newest = max(live, key=lambda e: e.seq, default=None)
+    report["runs"] = [_run_row(e, newest) for e in sorted(live, key=lambda e: -e.seq)]
     if newest is not None:
         report["generation"] = newest.run
         report["start_time"] = newest.start
@@ -67,18 +75,24 @@ def _namespace(ns_dir: str, name: str) -> dict[str, Any]:
 
 def scan(lock_dir: str) -> dict[str, Any]:
     """Everything ``workerid status`` shows, as plain data."""
-    report: dict[str, Any] = {"lock_dir": lock_dir, "namespaces": [], "errors": []}
+    report: dict[str, Any] = {"lock_dir": lock_dir, "runs": [], "namespaces": [], "errors": []}
     try:
         names = sorted(os.listdir(lock_dir))
+        owner = os.stat(lock_dir).st_uid
     except OSError as exc:
         report["errors"].append(f"{lock_dir}: {exc.strerror}")
         return report
+    ledger, problem = _generation.read(lock_dir, owner)
+    if problem:
+        report["errors"].append(f"ledger: {problem}")
+    newest = max(ledger.entries, key=lambda e: e.seq, default=None)
+    report["runs"] = [_run_row(e, newest) for e in sorted(ledger.entries, key=lambda e: -e.seq)]
     for name in names:
         ns_dir = os.path.join(lock_dir, name)
         try:
             if not stat.S_ISDIR(os.lstat(ns_dir).st_mode):
                 continue
-            report["namespaces"].append(_namespace(ns_dir, name))
+            report["namespaces"].append(_namespace(ns_dir, name, ledger))
         except OSError as exc:
             report["errors"].append(f"{ns_dir}: {exc.strerror}")
     return report
@@ -96,13 +110,13 @@ def format_text(report: dict[str, Any]) -> str:
         )
         lines += [f"  error: {e}" for e in ns["errors"]]
         for run in ns["runs"]:
-            mark = "current" if run["current"] else "older"
+            mark = "current" if run["current"] else "older, still draining"
             lines.append(
                 f"  run {run['generation']} ({mark}) start_time {run['start_time']} "
-                f"lane {run['lane']}: {len(run['slots'])} live"
+                f"supervisor {run['supervisor_pid'] or '-'}"
             )
-            for slot in run["slots"]:
-                lines.append(
-                    f"    worker {slot['worker_id']:>3}  pid {slot['pid']:>7}  {slot['cmdline']}"
-                )
+        for slot in ns["slots"]:
+            lines.append(
+                f"    worker {slot['worker_id']:>3}  pid {slot['pid']:>7}  {slot['cmdline']}"
+            )
     return "\n".join(lines)

@@ -46,22 +46,31 @@ def neutron_host() -> str:
     return socket.gethostname()
 
 
-def workerid_status() -> dict[str, object]:
-    """The current run of the only namespace in the lock directory (`workerid status --json`)."""
+def workerid_namespace() -> dict[str, object]:
+    """The only namespace in the lock directory (`workerid status --json`)."""
     out = lab.run(
         [str(lab.VENV / "bin/workerid"), "status", "--dir", str(lab.WORKERID_DIR), "--json"]
     )
     report = json.loads(out)
     namespaces = report["namespaces"]
     assert len(namespaces) == 1, report
-    current = [r for r in namespaces[0]["runs"] if r["current"]]
-    assert len(current) == 1, report
+    namespace: dict[str, object] = namespaces[0]
+    return namespace
+
+
+def workerid_status() -> dict[str, object]:
+    """The current run of the only namespace in the lock directory."""
+    namespace = workerid_namespace()
+    runs = namespace["runs"]
+    assert isinstance(runs, list)
+    current = [r for r in runs if r["current"]]
+    assert len(current) == 1, namespace
     run: dict[str, object] = current[0]
     return run
 
 
 def slots_by_pid() -> dict[int, int]:
-    slots = workerid_status()["slots"]
+    slots = workerid_namespace()["slots"]
     assert isinstance(slots, list)
     return {int(s["pid"]): int(s["worker_id"]) for s in slots}
 

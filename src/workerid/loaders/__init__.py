@@ -24,9 +24,11 @@ _DETECTORS: tuple[Callable[[], Detected | None], ...] = (
 )
 
 
-def detect() -> Detected:
+def detect(*, explicit_namespace: bool = False) -> Detected:
+    """Who runs this process. ``explicit_namespace``: the user named the
+    namespace, so processes exec'd by one parent are one server's workers."""
     for detector in _DETECTORS:
         found = detector()
         if found is not None:
             return found
-    return generic.detect()
+    return generic.detect(explicit_namespace=explicit_namespace)

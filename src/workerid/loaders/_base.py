@@ -23,6 +23,9 @@ class Detected:
     supervisor_pid: int | None
     #: the server's own worker ID, when it has one (uWSGI only)
     native_worker_id: int | None = None
+    #: False where the server numbers its workers itself (uWSGI: a master,
+    #: mule or spooler has no ID, and must not take one of the workers')
+    elects: bool = True
     #: the server's own start time, when it has one (uWSGI only)
     native_start_time: int | None = None
     worker_count: int | None = None
@@ -31,10 +34,6 @@ class Detected:
     #: extra material that changes when the server starts a new run without a
     #: new supervisor process (Apache's restart_time on ``-k restart``)
     run_extra: str = ""
-    #: extra material that changes when the server replaces all workers but
-    #: stays in the same run (Apache's running_generation on ``-k graceful``):
-    #: new workers then elect in a fresh slot space while old ones drain
-    epoch_extra: str = ""
     #: candidate start time for a new run, epoch seconds (Apache restart_time)
     start_hint: float | None = None
     #: what the loader could not learn and what the user can do about it

@@ -76,3 +76,21 @@ def spawned_child() -> bool:
     """
     mp = sys.modules.get("multiprocessing")
     return mp is not None and mp.parent_process() is not None
+
+
+def program_namespace(base: str, pid: int) -> str:
+    """``<base>.<digest of pid's command line>``: one namespace per program.
+
+    Two different programs of one user (two gunicorn apps on two ports, two
+    scripts) must not compete for one ID space, and every worker of one
+    program must share it: the supervisor's command line (the same in all
+    its workers, and across its restarts) tells them apart. A CRC, not a
+    cryptographic hash: it names, it does not guard.
+    """
+    import zlib
+
+    argv = _procfs.cmdline(pid)
+    if not argv:
+        return base
+    data = "\0".join(argv).encode("utf-8", "surrogatepass")
+    return f"{base}.{zlib.crc32(data):08x}"

@@ -12,7 +12,7 @@ import os
 import sys
 
 from ._base import Detected
-from ._cmdline import option_int, parent_runs, web_concurrency
+from ._cmdline import option_int, parent_runs, program_namespace, web_concurrency
 
 #: set in each worker by the workerid.gunicorn hook (post_fork)
 published_count: int | None = None
@@ -30,7 +30,11 @@ def detect() -> Detected | None:
     if argv is None:
         # We are the arbiter (preload_app imports the app in the master) or
         # gunicorn is merely imported: this process is not a worker.
-        return Detected(loader="gunicorn", namespace="gunicorn", supervisor_pid=None)
+        return Detected(
+            loader="gunicorn",
+            namespace=program_namespace("gunicorn", os.getpid()),
+            supervisor_pid=None,
+        )
     count, source = published_count, "gunicorn"
     if count is None:
         count, source = option_int(argv, "-w", "--workers"), "procfs"
@@ -38,7 +42,7 @@ def detect() -> Detected | None:
         count, source = web_concurrency(), "env"
     return Detected(
         loader="gunicorn",
-        namespace="gunicorn",
+        namespace=program_namespace("gunicorn", os.getppid()),
         supervisor_pid=os.getppid(),
         worker_count=count,
         worker_count_source=source if count else None,

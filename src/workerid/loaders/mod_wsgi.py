@@ -9,8 +9,8 @@ mode, ``--server-metrics`` for mod_wsgi-express: wsgi_metrics.c L2930-2936)
 
 * ``restart_time`` changes on ``apachectl -k restart`` (SIGHUP) but not on
   ``-k graceful``: it marks a new server run;
-* ``running_generation`` changes on both: it marks a new set of workers, so
-  new workers elect in a fresh slot space while the old ones drain.
+* ``running_generation`` changes on both (a new set of workers; they elect
+  in the namespace's one ID space, after the old ones are gone).
 
 The Apache parent keeps its PID across both, so without metrics a hard
 restart looks like the same run (see docs/design.md, "Apache restarts").
@@ -58,13 +58,12 @@ def detect() -> Detected | None:
     except (AttributeError, TypeError, ValueError):
         count = None
     metrics = _metrics(mod)
-    run_extra = epoch_extra = ""
+    run_extra = ""
     start_hint: float | None = None
     notes: tuple[str, ...] = ()
     if metrics is not None and "restart_time" in metrics:
         start_hint = float(metrics["restart_time"])
         run_extra = f"restart_time={metrics['restart_time']!r}"
-        epoch_extra = f"running_generation={metrics.get('running_generation')!r}"
     else:
         notes = (METRICS_OFF,)
     return Detected(
@@ -76,7 +75,6 @@ def detect() -> Detected | None:
         worker_count=count if count and count > 0 else None,
         worker_count_source="mod_wsgi" if count else None,
         run_extra=run_extra,
-        epoch_extra=epoch_extra,
         start_hint=start_hint,
         notes=notes,
     )

@@ -13,7 +13,7 @@ import os
 import sys
 
 from ._base import Detected
-from ._cmdline import option_int, parent_runs, spawned_child, web_concurrency
+from ._cmdline import option_int, parent_runs, program_namespace, spawned_child, web_concurrency
 
 
 def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
@@ -22,13 +22,17 @@ def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
     argv = parent_runs(program) if spawned_child() else None
     if argv is None:
         # Single-process server: this process is the whole server.
-        return Detected(loader=program, namespace=program, supervisor_pid=None)
+        return Detected(
+            loader=program,
+            namespace=program_namespace(program, os.getpid()),
+            supervisor_pid=None,
+        )
     count, source = option_int(argv, *options), "procfs"
     if count is None:
         count, source = web_concurrency(), "env"
     return Detected(
         loader=program,
-        namespace=program,
+        namespace=program_namespace(program, os.getppid()),
         supervisor_pid=os.getppid(),
         worker_count=count,
         worker_count_source=source if count else None,

@@ -66,6 +66,7 @@ def detect() -> Detected | None:
         supervisor_pid=master if master and master != os.getpid() else None,
         # 0 is the master, a mule or the spooler: not a worker.
         native_worker_id=wid if wid > 0 else None,
+        elects=False,
         native_start_time=start,
         worker_count=numproc if numproc and numproc > 0 else None,
         worker_count_source="uwsgi" if numproc else None,

@@ -144,8 +144,8 @@ def patch_managers(mod: Any) -> None:
                 time.monotonic() - began,
             )
 
-        if _once.try_once(SEED_ONCE, seed) == "busy":
-            _pending.append(workerid.once(SEED_ONCE)(seed))
+        if _once.try_once(SEED_ONCE, seed).state is _once.Outcome.BUSY:
+            _pending.append(seed)
 
     cls.initialize_network_segment_range_support = initialize_network_segment_range_support
 
@@ -153,27 +153,34 @@ def patch_managers(mod: Any) -> None:
 def wait_for_seeding(seed_timeout: float) -> None:
     """Before this worker serves: the seeding another worker started must be done.
 
-    Bounded by ``seed_timeout``; if the seeder died or failed, this worker
-    seeds itself (``once`` runs it here, since it is not marked done).
+    Bounded by ``seed_timeout`` in all. If the seeder failed or died, this
+    worker seeds itself; if that retry is itself a wait for another worker's
+    retry that fails, it does not try a third time (``once`` records failures).
     """
     if not _pending:
         return
-    began = time.monotonic()
-    done = _once.wait_done(SEED_ONCE, seed_timeout)
-    waited = time.monotonic() - began
-    if not done:
-        if waited >= seed_timeout:
-            log.warning(
-                "workerid: the ML2 default segment ranges were still being seeded after %.0fs; "
-                "serving anyway (requests may get 503 NoNetworkAvailable until it is done)",
-                waited,
-            )
-            _pending.clear()
-            return
-        for seed in _pending:  # the seeder failed: try here
-            seed()
+    result = _once.wait_done(SEED_ONCE, seed_timeout)
+    waited = result.waited
+    if result.state in (_once.Outcome.FAILED, _once.Outcome.NOT_RUN):
+        for seed in _pending:  # the seeder failed or died: try here
+            result = _once.run_once(SEED_ONCE, seed, timeout=max(0.0, seed_timeout - waited))
+            waited += result.waited
     _pending.clear()
-    log.info("workerid: waited %.2fs for another worker's segment range seeding", waited)
+    if result.state is _once.Outcome.BUSY:
+        log.warning(
+            "workerid: the ML2 default segment ranges were still being seeded after %.0fs; "
+            "serving anyway (requests may get 503 NoNetworkAvailable until it is done)",
+            waited,
+        )
+    elif result.state is _once.Outcome.FAILED:
+        log.warning(
+            "workerid: seeding the ML2 default segment ranges failed in worker pid %s (%s); "
+            "serving anyway (requests may get 503 NoNetworkAvailable)",
+            result.pid,
+            result.error,
+        )
+    else:
+        log.info("workerid: waited %.2fs for another worker's segment range seeding", waited)
 
 
 def patch_wsgi_api(mod: Any, seed_timeout: float) -> None:

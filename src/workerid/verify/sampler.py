@@ -27,12 +27,11 @@ Sample = dict[int, int | None]
 
 
 def lock_holders(lock_dir: Path) -> dict[int, int]:
-    """pid -> worker ID for every slot held in any namespace and run of ``lock_dir``."""
+    """pid -> worker ID for every slot held in any namespace of ``lock_dir``."""
     held: dict[int, int] = {}
     for ns in status.scan(str(lock_dir))["namespaces"]:
-        for run in ns["runs"]:
-            for slot in run["slots"]:
-                held[int(slot["pid"])] = int(slot["worker_id"])
+        for slot in ns["slots"]:
+            held[int(slot["pid"])] = int(slot["worker_id"])
     return held
 
 
