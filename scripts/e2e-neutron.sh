@@ -64,7 +64,9 @@ release_round() {  # release_round VERSION VENV ETC DB [pytest args...]
     "$venv/bin/python" -c 'import workerid, workerid.neutron; print("[e2e-neutron] workerid at", workerid.__file__)'
     chmod -R a+rX "$venv"
 
-    (cd "$ROOT" && WORKERID_E2E=1 "$VENV/bin/python" -m pytest -p no:cacheprovider tests/e2e -v -s "$@")
+    # src/ first: the test runner imports this tree (tests/conftest.py checks)
+    (cd "$ROOT" && WORKERID_E2E=1 PYTHONPATH="$ROOT/src" \
+        "$VENV/bin/python" -m pytest -p no:cacheprovider tests/e2e -v -s "$@")
 }
 
 for release in ${NEUTRON_RELEASES:-28 29}; do

@@ -347,8 +347,6 @@ def resolve(
     try:
         _lock(fd, lock_path, wait)
         ledger, problem = read(lock_dir)
-        if problem:
-            log.warning("workerid: %s; rewriting it", problem)
         # The hint costs a /proc read; only the run's first worker needs it.
         clock = now()
         new, entry, notes = assign(
@@ -362,6 +360,8 @@ def resolve(
         )
         if new is not ledger:
             _statefile.write_json_atomic(path, dump(new))
+        if problem:
+            notes = (f"{problem}; rewrote it", *notes)
         return Resolved(entry, notes)
     finally:
         os.close(fd)  # drops the ledger lock too

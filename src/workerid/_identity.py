@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 from . import _config, _generation, _layout, _procfs, _slots, _statefile, loaders
 from ._config import Settings
+from .loaders import _cmdline
 
 log = logging.getLogger("workerid")
 
@@ -76,6 +78,10 @@ class _Process:
     top: bool = False
     explicit: Settings = dataclasses.field(default_factory=Settings)
     warned: set[str] = dataclasses.field(default_factory=set)
+    #: the parent's PID when this process was forked by one that had not
+    #: asked workerid yet: that parent may be a worker (this is its helper)
+    #: or a master (this is a worker); see _as_helper
+    forked_from: int | None = None
 
 
 _proc = _Process()
@@ -146,9 +152,13 @@ class _Built:
 
 
 def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
-    """detect -> name the run -> ledger (start time) -> elect -> Identity."""
+    """helper? -> detect -> name the run -> ledger (start time) -> elect -> Identity."""
     settings = _config.from_env(os.environ, explicit)
-    det = loaders.detect(explicit_namespace="namespace" in settings.origin)
+    explicit_ns = "namespace" in settings.origin
+    helper = _as_helper(settings)
+    if helper is not None:
+        return helper
+    det = loaders.detect(explicit_namespace=explicit_ns)
     degraded: list[str] = [*settings.notes, *det.notes]
     namespace = settings.namespace or det.namespace
 
@@ -182,7 +192,9 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
         else:
             _statefile.ensure_dir(lock_dir)
             _statefile.ensure_dir(ns_dir, create_parents=False)
-            fd = _slots.open_slots(ns_dir)
+            fd, joined = _slots.open_slots(ns_dir)
+            if joined:
+                degraded.append(joined)
         if start is None:
             slots_fd = fd
 
@@ -274,6 +286,128 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
     )
     top = det.supervisor_pid is None and not is_master
     return _Built(ident, held, ns_dir, top, det.cacheable)
+
+
+def _as_helper(settings: Settings) -> _Built | None:
+    """The identity of a helper process of a worker, or ``None`` if this is no helper.
+
+    Two kinds of process are a worker's helpers although they would look like
+    workers of a run of their own:
+
+    * forked by a process that had not asked workerid yet, when that process
+      turns out to be a worker itself (detected *as the parent*: same memory,
+      so the same answer the parent would get);
+    * started by multiprocessing (*spawn*, *forkserver*: a fresh interpreter,
+      the default on Linux from Python 3.14) from a process that holds a
+      worker ID, unless this process is a uvicorn/hypercorn worker (those
+      servers start their workers that way).
+
+    A helper reports its worker's ID, run and start time with
+    ``inherited=True`` and holds no slot, so it never keeps the ID alive;
+    ``once()`` in it sees its worker's run.
+    """
+    ppid = os.getppid()
+    grand = _procfs.parent_pid(ppid) or 0
+    explicit_ns = "namespace" in settings.origin
+    worker: int | None = None
+    det: loaders.Detected | None = None
+    holding: _slots.Holding | None = None
+    mp = sys.modules.get("multiprocessing")
+    parent = mp.parent_process() if mp is not None else None
+    if (
+        parent is not None
+        and parent.pid
+        and not loaders.spawns_its_workers(loaders.detect(explicit_namespace=explicit_ns))
+    ):
+        # started by multiprocessing from a worker (spawn: our parent;
+        # forkserver: our grandparent, the forkserver is our parent)
+        holding = _slots.holding_of(parent.pid)
+        if holding is not None:
+            worker = parent.pid
+    if holding is None and _forked_from_parent(ppid, grand):
+        with _cmdline.acting_as(ppid, grand):
+            det = loaders.detect(explicit_namespace=explicit_ns)
+        if det.supervisor_pid is None or not det.elects:
+            return None  # the parent is a master or the whole server: this is a worker
+        worker = ppid
+        holding = _slots.holding_of(worker)
+    if worker is None:
+        return None
+    if holding is not None:
+        ns_dir = holding.ns_dir
+        lock_dir = os.path.dirname(ns_dir)
+        namespace = os.path.basename(ns_dir)
+    else:
+        assert det is not None
+        lock_dir = settings.lock_dir or _config.default_lock_dir()
+        namespace = settings.namespace or det.namespace
+        ns_dir = _layout.namespace_dir(lock_dir, namespace)
+        try:  # the directory its worker uses: once() can coordinate with it
+            _statefile.ensure_dir(lock_dir)
+            _statefile.ensure_dir(ns_dir, create_parents=False)
+            usable: str | None = ns_dir
+        except OSError:
+            usable = None
+    ledger, _problem = _generation.read(lock_dir)
+    generation: str | None = None
+    start: int | None = None
+    if holding is not None and holding.run_offset is not None:
+        start = holding.start
+        generation = next(
+            (e.run for e in ledger.entries if _layout.run_offset(e.run) == holding.run_offset),
+            None,
+        )
+    elif det is not None:
+        generation = _name_run(det, []).key
+        start = next((e.start for e in ledger.entries if e.run == generation), None)
+    degraded = []
+    if holding is None:
+        degraded.append(
+            f"forked by worker pid {worker} before it had a worker ID: this helper has none "
+            "(it is asked again on the next call)"
+        )
+    count, count_source = (det.worker_count, det.worker_count_source) if det else (None, None)
+    if settings.worker_count is not None:
+        count, count_source = settings.worker_count, settings.origin["worker_count"]
+    ident = Identity(
+        worker_id=holding.worker_id if holding else None,
+        worker_count=count,
+        start_time=start,
+        generation=generation,
+        loader=det.loader if det else "generic",
+        namespace=namespace,
+        lock_dir=lock_dir,
+        worker_id_source="lock" if holding else None,
+        worker_count_source=count_source if count is not None else None,
+        start_time_source="lock" if holding and start else ("ledger" if start else None),
+        degraded=tuple(degraded),
+        pid=os.getpid(),
+        supervisor_pid=det.supervisor_pid if det else None,
+        inherited=True,
+    )
+    return _Built(ident, None, ns_dir if holding else usable, False, cacheable=holding is not None)
+
+
+def _forked_from_parent(ppid: int, grand: int) -> bool:
+    """Is this process a plain ``fork`` of its parent (same memory, no ``exec``)?
+
+    Then detecting *as the parent* gives the parent's own answer. Evidence:
+    the at-fork record (workerid was imported before the fork); a
+    multiprocessing state inherited from the parent (``parent_process()`` is
+    our grandparent: we are a fork of a spawned worker); or three generations
+    of one program (same executable and command line: parent, and
+    grandparent). Not two: a mod_wsgi daemon is an exact copy of Apache's
+    parent, forked in C, and a worker, not a helper.
+    """
+    if ppid <= 1 or grand <= 0:
+        return False
+    if _proc.forked_from == ppid:
+        return True
+    mp = sys.modules.get("multiprocessing")
+    parent = mp.parent_process() if mp is not None else None
+    if parent is not None and parent.pid == grand:
+        return True
+    return _cmdline.is_copy(os.getpid(), ppid) and _cmdline.is_copy(ppid, grand)
 
 
 def _hint_start(det: loaders.Detected, run: _Run) -> tuple[int | None, str | None]:
@@ -387,7 +521,9 @@ def _after_fork_child() -> None:
             pass
         _proc.held = None
     if _cached is None:
+        _proc.forked_from = os.getppid()
         return
+    _proc.forked_from = None
     if _proc.top or _cached.worker_id is None:
         # Forked by a master (or by a process that was about to become one):
         # this child is a worker and elects on its first call.

@@ -158,3 +158,56 @@ def uid(pid: int) -> int | None:
         return os.stat(f"{_PROC}/{pid}").st_uid
     except OSError:
         return None
+
+
+def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, int]]:
+    """POSIX record locks from ``/proc/locks``: ``(pid, READ|WRITE, dev, inode, start, end)``.
+
+    ``end`` is inclusive (``EOF`` becomes -1). ``pid``: only that process's.
+    Blocked waiters (``->`` lines), ``FLOCK`` and ``OFDLCK`` locks are left
+    out. PIDs are those of the PID namespace of the ``/proc`` mount, and the
+    locks of processes it cannot see are not listed (fs/locks.c).
+    """
+    try:
+        with open(f"{_PROC}/locks", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    found = []
+    want = None if pid is None else str(pid).encode()
+    for line in raw.splitlines():
+        # b"1: POSIX  ADVISORY  WRITE 1234 fe:00:2147490 0 EOF"
+        parts = line.split()
+        if len(parts) != 8 or parts[1] != b"POSIX" or (want is not None and parts[4] != want):
+            continue
+        try:
+            major, minor, inode = parts[5].split(b":")
+            found.append(
+                (
+                    int(parts[4]),
+                    parts[3].decode("ascii"),
+                    os.makedev(int(major, 16), int(minor, 16)),
+                    int(inode),
+                    int(parts[6]),
+                    -1 if parts[7] == b"EOF" else int(parts[7]),
+                )
+            )
+        except ValueError:
+            continue
+    return found
+
+
+def open_fds(pid: int) -> list[tuple[int, str]]:
+    """``(fd, target)`` of every descriptor of ``pid`` we may look at (same user)."""
+    base = f"{_PROC}/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            found.append((int(name), os.readlink(f"{base}/{name}")))
+        except (OSError, ValueError):
+            continue
+    return found

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import time
 
-from . import _layout, _reclock, _statefile
+from . import _layout, _procfs, _reclock, _statefile
 
 _POLL = 0.02
 
@@ -41,9 +42,113 @@ class Held:
     overflow: str | None = None
 
 
-def open_slots(ns_dir: str) -> int:
-    """This process's one descriptor of ``slots.lock`` (kept for its life)."""
-    return _statefile.open_lock_file(_layout.slots_file(ns_dir))
+def open_slots(ns_dir: str) -> tuple[int, str | None]:
+    """This process's one descriptor of ``slots.lock`` (kept for its life), and a note.
+
+    If live processes of this user hold worker IDs in an *older*
+    ``slots.lock`` that was unlinked under them (the lock directory was
+    removed: systemd-tmpfiles, logind, ``rm -rf``), the new file is a second
+    ID space in which their IDs look free. So before electing, look for such
+    holders in ``/proc/locks`` and, if there are any, join their file through
+    ``/proc/<pid>/fd``: the kernel keeps an unlinked inode, and its locks,
+    for as long as one process has it open.
+    """
+    fd = _statefile.open_lock_file(_layout.slots_file(ns_dir))
+    try:
+        old = _orphaned(ns_dir, fd)
+    except OSError:
+        old = None
+    if old is None:
+        return fd, None
+    os.close(fd)
+    return old[0], (
+        f"{_layout.slots_file(ns_dir)} was removed under live workers (pid {old[1]}); "
+        "joined their worker IDs instead of starting a second set"
+    )
+
+
+def _orphaned(ns_dir: str, fd: int) -> tuple[int, int] | None:
+    st = os.fstat(fd)
+    me, uid = os.getpid(), os.geteuid()
+    holders = {
+        (pid, ino)
+        for pid, kind, dev, ino, start, end in _procfs.posix_locks()
+        if kind == "WRITE"
+        and dev == st.st_dev
+        and ino != st.st_ino
+        and start == end
+        and start < _layout.RUN_BASE
+        and pid not in (me, 0)
+    }
+    gone = _layout.slots_file(ns_dir) + " (deleted)"
+    for pid, ino in sorted(holders):
+        if _procfs.uid(pid) != uid:
+            continue
+        for number, target in _procfs.open_fds(pid):
+            if target != gone:
+                continue
+            old = _open_theirs(pid, number)
+            if old is None:
+                continue
+            if os.fstat(old).st_ino == ino:
+                return old, pid
+            os.close(old)
+    return None
+
+
+def _open_theirs(pid: int, number: int, flags: int = os.O_RDWR) -> int | None:
+    """Open the file behind another process's descriptor (same user), if it is ours."""
+    try:
+        fd = os.open(f"/proc/{pid}/fd/{number}", flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        return None
+    return fd
+
+
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """What another live process holds: its namespace, worker ID and run."""
+
+    ns_dir: str
+    worker_id: int | None
+    #: first byte of its run's range (see ``_layout.run_offset``)
+    run_offset: int | None
+    start: int | None
+
+
+def holding_of(pid: int) -> Holding | None:
+    """What ``pid`` (a process of this user) holds in any lock directory, or ``None``.
+
+    Found from outside: its descriptors name its ``slots.lock``, and
+    ``/proc/locks`` lists its locks there (the byte of its worker ID, the
+    range of its run, whose length is the run's start time).
+    """
+    for number, target in _procfs.open_fds(pid):
+        path = target.removesuffix(" (deleted)")
+        if os.path.basename(path) != _layout.SLOTS:
+            continue
+        fd = _open_theirs(pid, number, os.O_RDONLY)
+        if fd is None:
+            continue
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        worker_id = offset = start = None
+        for holder, kind, dev, ino, first, last in _procfs.posix_locks(pid):
+            if holder != pid or dev != st.st_dev or ino != st.st_ino:
+                continue
+            if kind == "WRITE" and first == last and first < _layout.RUN_BASE:
+                worker_id = first + 1
+            elif kind == "READ" and first >= _layout.RUN_BASE and last >= first:
+                offset, start = first, last - first + 1
+        if worker_id is not None:
+            return Holding(os.path.dirname(path), worker_id, offset, start)
+    return None
 
 
 def _lowest_free(fd: int, max_slots: int) -> int | None:

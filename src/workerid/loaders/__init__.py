@@ -13,7 +13,7 @@ from collections.abc import Callable
 from . import generic, gunicorn, mod_wsgi, uvicorn, uwsgi
 from ._base import Detected
 
-__all__ = ["Detected", "detect"]
+__all__ = ["Detected", "detect", "spawns_its_workers"]
 
 _DETECTORS: tuple[Callable[[], Detected | None], ...] = (
     uwsgi.detect,
@@ -32,3 +32,8 @@ def detect(*, explicit_namespace: bool = False) -> Detected:
         if found is not None:
             return found
     return generic.detect(explicit_namespace=explicit_namespace)
+
+
+def spawns_its_workers(det: Detected) -> bool:
+    """A worker of a server that starts its workers with multiprocessing *spawn*."""
+    return det.loader in ("uvicorn", "hypercorn") and det.supervisor_pid is not None

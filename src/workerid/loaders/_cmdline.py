@@ -7,6 +7,39 @@ import sys
 
 from .. import _procfs
 
+#: (pid, ppid) to detect as, instead of this process's own (see acting_as)
+_acting: tuple[int, int] | None = None
+
+
+def self_pid() -> int:
+    return _acting[0] if _acting is not None else os.getpid()
+
+
+def parent_pid() -> int:
+    return _acting[1] if _acting is not None else os.getppid()
+
+
+class acting_as:
+    """Detect as if this process were ``pid`` with parent ``ppid``.
+
+    A child forked before its parent asked workerid anything has the
+    parent's memory (``sys.modules``, multiprocessing state, configuration):
+    detecting "as the parent" tells whether the parent is a worker (then the
+    child is its helper) or a master (then the child is a worker). Callers
+    hold ``_identity``'s lock, so no other thread detects meanwhile.
+    """
+
+    def __init__(self, pid: int, ppid: int) -> None:
+        self.pid, self.ppid = pid, ppid
+
+    def __enter__(self) -> None:
+        global _acting
+        _acting = (self.pid, self.ppid)
+
+    def __exit__(self, *exc: object) -> None:
+        global _acting
+        _acting = None
+
 
 def option_int(argv: list[str], *names: str) -> int | None:
     """The last value of an integer option: ``-w 4``, ``-w4``, ``--workers=4``."""
@@ -37,7 +70,18 @@ def same_program(pid: int) -> bool:
     against; the command line (readable by all) has to decide.
     """
     theirs = _procfs.exe(pid)
-    return theirs is None or theirs == _procfs.exe(os.getpid())
+    return theirs is None or theirs == _procfs.exe(self_pid())
+
+
+def is_copy(child: int, parent: int) -> bool:
+    """Is ``child`` a fork of ``parent`` without exec (same executable, same command line)?"""
+    if parent <= 0:
+        return False
+    exe_parent, exe_child = _procfs.exe(parent), _procfs.exe(child)
+    if exe_parent is not None and exe_child is not None and exe_parent != exe_child:
+        return False
+    argv = _procfs.cmdline(parent)
+    return bool(argv) and argv == _procfs.cmdline(child)
 
 
 def parent_runs(program: str) -> list[str] | None:
@@ -47,7 +91,7 @@ def parent_runs(program: str) -> list[str] | None:
     a pre-fork master (``python .../gunicorn``, ``python -m uvicorn``), not a
     shell or a process manager that happens to be written in Python.
     """
-    ppid = os.getppid()
+    ppid = parent_pid()
     argv = _procfs.cmdline(ppid)
     if not argv or not same_program(ppid):
         return None

@@ -22,16 +22,21 @@ never share an ID.
 
 from __future__ import annotations
 
-import os
-
 from .. import _procfs
 from ._base import Detected
-from ._cmdline import program_namespace, same_program, spawned_child, web_concurrency
+from ._cmdline import (
+    parent_pid,
+    program_namespace,
+    same_program,
+    self_pid,
+    spawned_child,
+    web_concurrency,
+)
 
 
 def detect(*, explicit_namespace: bool = False) -> Detected:
-    ppid = os.getppid()
-    me = os.getpid()
+    ppid = parent_pid()
+    me = self_pid()
     forked_copy = ppid > 0 and same_program(ppid) and _procfs.cmdline(ppid) == _procfs.cmdline(me)
     if forked_copy or spawned_child():
         count = web_concurrency()

@@ -8,11 +8,17 @@ which gunicorn reads as the default of ``workers``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ._base import Detected
-from ._cmdline import option_int, parent_runs, program_namespace, web_concurrency
+from ._cmdline import (
+    option_int,
+    parent_pid,
+    parent_runs,
+    program_namespace,
+    self_pid,
+    web_concurrency,
+)
 
 #: set in each worker by the workerid.gunicorn hook (post_fork)
 published_count: int | None = None
@@ -32,7 +38,7 @@ def detect() -> Detected | None:
         # gunicorn is merely imported: this process is not a worker.
         return Detected(
             loader="gunicorn",
-            namespace=program_namespace("gunicorn", os.getpid()),
+            namespace=program_namespace("gunicorn", self_pid()),
             supervisor_pid=None,
         )
     count, source = published_count, "gunicorn"
@@ -42,8 +48,8 @@ def detect() -> Detected | None:
         count, source = web_concurrency(), "env"
     return Detected(
         loader="gunicorn",
-        namespace=program_namespace("gunicorn", os.getppid()),
-        supervisor_pid=os.getppid(),
+        namespace=program_namespace("gunicorn", parent_pid()),
+        supervisor_pid=parent_pid(),
         worker_count=count,
         worker_count_source=source if count else None,
         notes=() if count else (CONFIG_HINT,),

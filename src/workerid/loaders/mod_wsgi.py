@@ -18,12 +18,12 @@ restart looks like the same run (see docs/design.md, "Apache restarts").
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from .._config import safe_namespace
 from ._base import Detected
+from ._cmdline import parent_pid
 
 METRICS_OFF = (
     "mod_wsgi: server metrics are off, so an 'apachectl -k restart' is not seen as a new "
@@ -71,7 +71,7 @@ def detect() -> Detected | None:
         namespace=namespace,
         # Daemon processes and embedded-mode children alike are forked by
         # Apache's root parent, whose life spans every restart.
-        supervisor_pid=os.getppid(),
+        supervisor_pid=parent_pid(),
         worker_count=count if count and count > 0 else None,
         worker_count_source="mod_wsgi" if count else None,
         run_extra=run_extra,

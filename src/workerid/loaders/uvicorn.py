@@ -9,11 +9,18 @@ its index or the count: the count is read from the supervisor's command line
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ._base import Detected
-from ._cmdline import option_int, parent_runs, program_namespace, spawned_child, web_concurrency
+from ._cmdline import (
+    option_int,
+    parent_pid,
+    parent_runs,
+    program_namespace,
+    self_pid,
+    spawned_child,
+    web_concurrency,
+)
 
 
 def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
@@ -24,7 +31,7 @@ def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
         # Single-process server: this process is the whole server.
         return Detected(
             loader=program,
-            namespace=program_namespace(program, os.getpid()),
+            namespace=program_namespace(program, self_pid()),
             supervisor_pid=None,
         )
     count, source = option_int(argv, *options), "procfs"
@@ -32,8 +39,8 @@ def _detect(program: str, options: tuple[str, ...]) -> Detected | None:
         count, source = web_concurrency(), "env"
     return Detected(
         loader=program,
-        namespace=program_namespace(program, os.getppid()),
-        supervisor_pid=os.getppid(),
+        namespace=program_namespace(program, parent_pid()),
+        supervisor_pid=parent_pid(),
         worker_count=count,
         worker_count_source=source if count else None,
     )

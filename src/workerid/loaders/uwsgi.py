@@ -9,11 +9,11 @@ docs/design.md, "uWSGI", for where these come from in uWSGI's source.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
 from ._base import Detected
+from ._cmdline import self_pid
 
 
 def _start_time(mod: Any) -> int | None:
@@ -63,7 +63,7 @@ def detect() -> Detected | None:
         namespace="uwsgi",
         # Without a master (no --master) every worker's parent is the shell;
         # the start time still identifies the run.
-        supervisor_pid=master if master and master != os.getpid() else None,
+        supervisor_pid=master if master and master != self_pid() else None,
         # 0 is the master, a mule or the spooler: not a worker.
         native_worker_id=wid if wid > 0 else None,
         elects=False,
