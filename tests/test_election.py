@@ -190,3 +190,19 @@ def test_master_gives_its_slot_back_before_the_fork_not_after(shared_tmp: Path) 
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["1", "None"]
+
+
+def test_once_is_not_rerun_when_another_run_of_the_namespace_ran_it_since(
+    start_server: Any, shared_tmp: Path
+) -> None:
+    """Two live runs of one namespace: neither makes the other's replacement seed again."""
+    seeds = shared_tmp / "seeds"
+    env = {"WORKERID_NAMESPACE": "shared", "PREFORK_ONCE": str(seeds)}
+    first = start_server(workers=2, **env)
+    victim = first.identities()[0]
+    start_server(workers=2, **env).identities()
+    assert len(seeds.read_text().split()) == 2  # once per run
+    first.kill9(victim["pid"])
+    replacement = first.identities()
+    assert victim["pid"] not in {i["pid"] for i in replacement}
+    assert len(seeds.read_text().split()) == 2, "the replacement ran once('seed') again"

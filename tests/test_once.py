@@ -156,7 +156,9 @@ def test_ran_then_done_and_the_marker_format(fresh: Path) -> None:
     again = run_once("seed", lambda: 43)
     assert (again.state, again.value, again.ran) == (Outcome.DONE, None, False)
     data = marker(fresh, "seed")
-    assert set(data) == {"v", "name", "generation", "pid", "at"}  # the format of 0.1
+    # the keys of 0.1, plus the earlier runs it succeeded in (none yet)
+    assert set(data) == {"v", "name", "generation", "recent", "pid", "at"}
+    assert data["recent"] == []
     assert data["generation"] == workerid.identity().generation
     _identity._reset_for_tests()  # the memo goes; the marker on disk still says done
     assert run_once("seed", lambda: 44).state is Outcome.DONE

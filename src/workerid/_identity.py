@@ -10,6 +10,7 @@ in a server's master before it forks costs nothing and decides nothing.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import os
 import sys
@@ -82,6 +83,28 @@ class _Process:
     #: asked workerid yet: that parent may be a worker (this is its helper)
     #: or a master (this is a worker); see _as_helper
     forked_from: int | None = None
+    #: the lock directory, open and flock()ed shared: systemd-tmpfiles skips
+    #: (does not age) a directory it cannot flock(LOCK_EX) (tmpfiles.c,
+    #: dir_cleanup; since v242). Record locks do not count there, so this is
+    #: the one flock workerid takes. A forked child shares it: harmless.
+    dir_fd: int | None = None
+    dir_path: str | None = None
+
+    def keep_dir(self, path: str) -> None:
+        if self.dir_path == path and self.dir_fd is not None:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # tmpfiles is ageing it right now; nothing to keep
+            return
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+        self.dir_fd, self.dir_path = fd, path
 
 
 _proc = _Process()
@@ -151,99 +174,164 @@ class _Built:
     cacheable: bool = True
 
 
-def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
-    """helper? -> detect -> name the run -> ledger (start time) -> elect -> Identity."""
-    settings = _config.from_env(os.environ, explicit)
-    explicit_ns = "namespace" in settings.origin
-    helper = _as_helper(settings)
-    if helper is not None:
-        return helper
-    det = loaders.detect(explicit_namespace=explicit_ns)
-    degraded: list[str] = [*settings.notes, *det.notes]
-    namespace = settings.namespace or det.namespace
+@dataclasses.dataclass
+class _Plan:
+    """Stage 1 (no I/O but /proc): what the server says and what the user asked for."""
 
+    det: loaders.Detected
+    run: _Run
+    namespace: str
+    lock_dir: str
+    ns_dir: str
+    count: int | None
+    count_source: str | None
+    #: wait for 1..N to free up only when N is the server's or the user's
+    #: figure, not the "a single process is 1 of 1" guess
+    settle_count: int | None
+    max_slots: int
+    settle_timeout: float
+    #: a known master (gunicorn's arbiter with preload): no worker ID
+    is_master: bool
+    degraded: list[str]
+
+
+def _plan(settings: Settings) -> _Plan:
+    det = loaders.detect(explicit_namespace="namespace" in settings.origin)
+    degraded: list[str] = [*settings.notes, *det.notes]
     count, count_source = det.worker_count, det.worker_count_source
     if settings.worker_count is not None:
         count, count_source = settings.worker_count, settings.origin["worker_count"]
-    # Wait for old workers to free 1..N only when N is the server's or the
-    # user's figure, not the "a single process is 1 of 1" guess.
-    settle_count = count if det.supervisor_pid is not None or count_source != "procfs" else None
-
     max_slots = settings.max_slots or _config.DEFAULT_MAX_SLOTS
     if count is not None and count > max_slots:
         degraded.append(f"max_slots {max_slots} is below the worker count {count}; using {count}")
         max_slots = count
-
-    is_master = det.supervisor_pid is None and det.loader == "gunicorn"
-    run = _name_run(det, degraded)
+    namespace = settings.namespace or det.namespace
     lock_dir = settings.lock_dir or _config.default_lock_dir()
-    ns_dir: str | None = _layout.namespace_dir(lock_dir, namespace)
+    return _Plan(
+        det=det,
+        run=_name_run(det, degraded),
+        namespace=namespace,
+        lock_dir=lock_dir,
+        ns_dir=_layout.namespace_dir(lock_dir, namespace),
+        count=count,
+        count_source=count_source if count is not None else None,
+        settle_count=count if det.supervisor_pid is not None or count_source != "procfs" else None,
+        max_slots=max_slots,
+        settle_timeout=(
+            _config.DEFAULT_SETTLE_TIMEOUT
+            if settings.settle_timeout is None
+            else settings.settle_timeout
+        ),
+        is_master=det.supervisor_pid is None and det.loader == "gunicorn",
+        degraded=degraded,
+    )
+
+
+def _record(plan: _Plan, fd: int | None, *, readonly: bool) -> tuple[int | None, str | None]:
+    """Stage 2: the run's start time from the ledger (or what every worker derives alike)."""
+    run = plan.run
+
+    def alive(entry: _generation.Entry) -> bool | None:
+        if fd is not None and _slots.run_start(fd, entry.run) is not None:
+            return True  # a worker of that run holds its range
+        return _generation.owner_alive(entry.owner, run.here)
+
+    try:
+        got = _generation.resolve(
+            plan.lock_dir,
+            run.key,
+            run.owner,
+            lambda: plan.det.start_hint or _procfs.start_time(run.supervisor),
+            alive,
+            known=lambda: None if fd is None else _slots.run_start(fd, run.key),
+            readonly=readonly,
+        )
+    except _generation.LedgerFull as exc:
+        start, source = _hint_start(plan.det, run)
+        plan.degraded.append(f"{exc.strerror}; start_time falls back to {source}")
+        return start, source
+    plan.degraded.extend(got.notes)
+    return got.entry.start, "ledger"
+
+
+def _elect(plan: _Plan, fd: int, start: int | None) -> _slots.Held | None:
+    """Stage 3: the lowest free worker ID of the namespace, held for life."""
+    try:
+        held = _slots.elect(
+            fd,
+            max_slots=plan.max_slots,
+            worker_count=plan.settle_count,
+            settle_timeout=plan.settle_timeout,
+        )
+    except _slots.SlotsExhausted as exc:
+        plan.degraded.append(f"{exc}; worker_id is None")
+        return None
+    if held.overflow:
+        plan.degraded.append(held.overflow)
+    elif plan.settle_count is None and plan.count is not None and held.worker_id > plan.count:
+        plan.degraded.append(
+            f"worker ID {held.worker_id}: other processes of namespace {plan.namespace!r} "
+            "hold the lower IDs; give this program its own WORKERID_NAMESPACE"
+        )
+    if start is not None and 0 < start < _layout.RUN_SPACING:
+        _slots.hold_run(held.fd, plan.run.key, start)
+    return held
+
+
+def _unusable(plan: _Plan, exc: OSError, wid: int | None) -> tuple[int | None, str | None]:
+    """The fallback: no lock directory. Returns the start time every worker derives alike."""
+    problem = (exc.strerror if type(exc) is not _statefile.UnsafeStateError else str(exc)) or str(
+        exc
+    )
+    where = getattr(exc, "filename", None) or plan.lock_dir
+    start, source = _hint_start(plan.det, plan.run)
+    plan.degraded.append(
+        f"lock directory {plan.lock_dir} is unusable ({where}: {problem}); "
+        + ("worker_id is None, " if wid is None and not plan.is_master else "")
+        + f"start_time falls back to {source or 'None'}. Fix: make it a directory "
+        f"owned by uid {os.geteuid()} and not writable by others, or set WORKERID_DIR"
+    )
+    return start, source
+
+
+def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
+    """helper? -> plan (detect, name the run) -> open -> record (start time) -> elect."""
+    settings = _config.from_env(os.environ, explicit)
+    helper = _as_helper(settings)
+    if helper is not None:
+        return helper
+    plan = _plan(settings)
+    det = plan.det
     worker_id = det.native_worker_id
     wid_source: str | None = "uwsgi" if worker_id is not None else None
     start = det.native_start_time
     start_source: str | None = "uwsgi" if start is not None else None
     held: _slots.Held | None = None
     fd: int | None = None
-
+    ns_dir: str | None = plan.ns_dir
     try:
-        assert ns_dir is not None
         if readonly:
-            fd = _open_readonly(lock_dir, ns_dir)
+            fd = _open_readonly(plan.lock_dir, plan.ns_dir)
         else:
-            _statefile.ensure_dir(lock_dir)
-            _statefile.ensure_dir(ns_dir, create_parents=False)
-            fd, joined = _slots.open_slots(ns_dir)
+            _statefile.ensure_dir(plan.lock_dir)
+            _statefile.ensure_dir(plan.ns_dir, create_parents=False)
+            _proc.keep_dir(plan.lock_dir)
+            fd, joined = _slots.open_slots(plan.ns_dir)
             if joined:
-                degraded.append(joined)
+                plan.degraded.append(joined)
         if start is None:
-            slots_fd = fd
-
-            def alive(entry: _generation.Entry) -> bool | None:
-                if slots_fd is not None and _slots.run_start(slots_fd, entry.run) is not None:
-                    return True  # a worker of that run holds its range
-                return _generation.owner_alive(entry.owner, run.here)
-
-            try:
-                got = _generation.resolve(
-                    lock_dir,
-                    run.key,
-                    run.owner,
-                    lambda: det.start_hint or _procfs.start_time(run.supervisor),
-                    alive,
-                    known=lambda: None if slots_fd is None else _slots.run_start(slots_fd, run.key),
-                    readonly=readonly,
-                )
-                start, start_source = got.entry.start, "ledger"
-                degraded.extend(got.notes)
-            except _generation.LedgerFull as exc:
-                start, start_source = _hint_start(det, run)
-                degraded.append(f"{exc.strerror}; start_time falls back to {start_source}")
-        if det.elects and not is_master and fd is not None:
+            start, start_source = _record(plan, fd, readonly=readonly)
+        if det.elects and not plan.is_master and fd is not None:
             if readonly:
-                worker_id, wid_source = _slots.lowest_unheld(fd, max_slots), "lock"
-                degraded.append("read-only: the worker ID this process would get; none is held")
-            else:
-                held = _slots.elect(
-                    fd,
-                    max_slots=max_slots,
-                    worker_count=settle_count,
-                    settle_timeout=(
-                        _config.DEFAULT_SETTLE_TIMEOUT
-                        if settings.settle_timeout is None
-                        else settings.settle_timeout
-                    ),
+                worker_id, wid_source = _slots.lowest_unheld(fd, plan.max_slots), "lock"
+                plan.degraded.append(
+                    "read-only: the worker ID this process would get; none is held"
                 )
-                fd = None  # kept for life by `held`
-                worker_id, wid_source = held.worker_id, "lock"
-                if held.overflow:
-                    degraded.append(held.overflow)
-                elif settle_count is None and count is not None and worker_id > count:
-                    degraded.append(
-                        f"worker ID {worker_id}: other processes of namespace {namespace!r} "
-                        "hold the lower IDs; give this program its own WORKERID_NAMESPACE"
-                    )
-                if start is not None and 0 < start < _layout.RUN_SPACING:
-                    _slots.hold_run(held.fd, run.key, start)
+            else:
+                held = _elect(plan, fd, start)
+                if held is not None:
+                    fd = None  # kept for life by `held`
+                    worker_id, wid_source = held.worker_id, "lock"
     except OSError as exc:
         if held is not None:
             _slots.release(held)
@@ -251,40 +339,31 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
             worker_id = det.native_worker_id
             wid_source = "uwsgi" if worker_id is not None else None
         ns_dir = None
-        problem = (
-            exc.strerror if type(exc) is not _statefile.UnsafeStateError else str(exc)
-        ) or str(exc)
-        where = getattr(exc, "filename", None) or lock_dir
+        fallback = _unusable(plan, exc, worker_id)
         if start is None or start_source == "ledger":
-            start, start_source = _hint_start(det, run)
-        degraded.append(
-            f"lock directory {lock_dir} is unusable ({where}: {problem}); "
-            + ("worker_id is None, " if worker_id is None and not is_master else "")
-            + f"start_time falls back to {start_source or 'None'}. Fix: make it a directory "
-            f"owned by uid {os.geteuid()} and not writable by others, or set WORKERID_DIR"
-        )
+            start, start_source = fallback
     finally:
         if fd is not None:
             os.close(fd)
-    if is_master:
-        degraded.append(f"this process is the {det.loader} master, not a worker: no worker ID")
+    if plan.is_master:
+        plan.degraded.append(f"this process is the {det.loader} master, not a worker: no worker ID")
 
     ident = Identity(
         worker_id=worker_id,
-        worker_count=count,
+        worker_count=plan.count,
         start_time=start,
-        generation=run.key,
+        generation=plan.run.key,
         loader=det.loader,
-        namespace=namespace,
-        lock_dir=lock_dir,
+        namespace=plan.namespace,
+        lock_dir=plan.lock_dir,
         worker_id_source=wid_source,
-        worker_count_source=count_source if count is not None else None,
+        worker_count_source=plan.count_source,
         start_time_source=start_source,
-        degraded=tuple(degraded),
+        degraded=tuple(plan.degraded),
         pid=os.getpid(),
         supervisor_pid=det.supervisor_pid,
     )
-    top = det.supervisor_pid is None and not is_master
+    top = det.supervisor_pid is None and not plan.is_master
     return _Built(ident, held, ns_dir, top, det.cacheable)
 
 

@@ -41,13 +41,16 @@ The rules, and why:
 Marker ``once.<name>.json`` (``v`` 1, the keys of earlier versions kept; a
 reader of an earlier version reads a failure as "not done", never as done)::
 
-    {"v": 1, "name": "seed", "generation": "<run>", "pid": 123, "at": 1795710040}
+    {"v": 1, "name": "seed", "generation": "<run>", "recent": ["<older run>", ...],
+     "pid": 123, "at": 1795710040}
     {"v": 1, "name": "seed", "generation": "<run it last succeeded in, or ''>",
      "pid": 124, "at": 1795710070,
      "failed": {"generation": "<run>", "error": "ValueError: boom",
                 "pid": 124, "at": 1795710070, "attempt": "124.1795710070123456789"}}
 
-``generation`` is the run it last *succeeded* in; ``failed`` is the last
+``generation`` is the run it last *succeeded* in, ``recent`` up to 15 runs
+before it (two live runs of one namespace must not undo each other's
+marker; a reader of an earlier version ignores it); ``failed`` is the last
 attempt of a later run, if it raised. ``attempt`` tells one failure from the
 next (a waiter compares it with what it saw before waiting).
 """
@@ -77,6 +80,8 @@ WARN_INTERVAL = 10.0
 _POLL = 0.02
 #: longest error text kept in the marker
 _ERROR_CHARS = 500
+#: how many earlier runs a marker remembers besides the last
+_RECENT = 15
 
 
 class Outcome(str, enum.Enum):
@@ -217,6 +222,18 @@ class _Marker:
     error: str | None = None
     pid: int | None = None
     attempt: str | None = None
+    #: the other recent runs it succeeded in, newest first: two runs of one
+    #: namespace alive at once (an old one draining, two servers sharing a
+    #: WORKERID_NAMESPACE) must not make each other run it again
+    recent: tuple[str, ...] = ()
+
+    def done_in(self, generation: str) -> bool:
+        return generation == self.generation or generation in self.recent
+
+    def succeeded(self, generation: str) -> list[str]:
+        """``recent`` after a success in ``generation``."""
+        older = [g for g in (self.generation, *self.recent) if g and g != generation]
+        return older[:_RECENT]
 
     def failure(self, generation: str) -> str | None:
         """The token of the last failed attempt in ``generation``, if any."""
@@ -234,7 +251,10 @@ def _read_marker(path: str) -> _Marker:
     if not (type(raw) is dict and raw.get("v") == 1 and type(raw.get("generation")) is str):
         log.warning("workerid: ignoring once-marker %s of unknown shape", path)
         return _Marker()
-    marker = _Marker(generation=raw["generation"] or None)
+    recent = raw.get("recent", [])
+    if type(recent) is not list or not all(type(g) is str for g in recent):
+        recent = []
+    marker = _Marker(generation=raw["generation"] or None, recent=tuple(recent[:_RECENT]))
     failed = raw.get("failed")
     if failed is None:
         return marker
@@ -446,7 +466,7 @@ def run_once(
             if not wait.until(_poll_record_lock(fd), lambda: f"worker pid {_holder(fd)}"):
                 return _busy(wait, _holder(fd), "another worker")
             marker = _read_marker(marker_path)
-            if marker.generation == generation:
+            if marker.done_in(generation):
                 _done[key] = generation
                 return OnceResult(key, Outcome.DONE, waited=wait.waited)
             failure = marker.failure(generation)
@@ -502,6 +522,7 @@ def _run_locked(
                 "v": 1,
                 "name": name,
                 "generation": marker.generation or "",
+                "recent": list(marker.recent),
                 "pid": os.getpid(),
                 "at": int(now),
                 "failed": {
@@ -530,6 +551,7 @@ def _run_locked(
             "v": 1,
             "name": name,
             "generation": generation,
+            "recent": marker.succeeded(generation),
             "pid": os.getpid(),
             "at": int(time.time()),
         },
@@ -584,7 +606,7 @@ def wait_done(name: str, timeout: float | None = None) -> OnceResult[None]:
             os.close(fd)
     finally:
         tlock.release()
-    if marker.generation == generation:
+    if marker.done_in(generation):
         _done[key] = generation
         return OnceResult(key, Outcome.DONE, waited=wait.waited)
     if marker.failure(generation) is not None:
