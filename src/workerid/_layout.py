@@ -7,6 +7,7 @@
       ledger.json                    generation ledger: run -> start time, and whose life it is
       <namespace>/                   0700, one per server (Apache process group, program)
         slots.lock                   the namespace's one ID space (byte layout below)
+        slots.orphaned               present while live workers hold IDs in a removed slots.lock
         once.<name>.lock             record lock held while once(<name>) runs
         once.<name>.json             done-marker: the generation it last ran in, and how
 
@@ -30,6 +31,7 @@ import re
 LEDGER = "ledger.json"
 LEDGER_LOCK = "ledger.lock"
 SLOTS = "slots.lock"
+ORPHANED = "slots.orphaned"
 
 #: first byte of the run ranges; everything below is worker-ID bytes
 RUN_BASE = 2**33

@@ -84,9 +84,18 @@ def open_lock_file(path: str) -> int:
     just before the unlink and would then lock a file nobody else can see,
     so two processes would both believe they hold the same lock.
     """
+    return open_lock_file_created(path)[0]
+
+
+def open_lock_file_created(path: str) -> tuple[int, bool]:
+    """:func:`open_lock_file`, and whether this call created the file."""
     # O_NONBLOCK: a FIFO planted here must not block the open (and with it
     # every worker); it is then refused as not a regular file.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _OPEN_FLAGS, 0o600)
+    flags = os.O_RDWR | os.O_NONBLOCK | _OPEN_FLAGS
+    try:
+        fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        fd, created = os.open(path, flags), False
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -95,7 +104,7 @@ def open_lock_file(path: str) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, created
 
 
 def open_existing(path: str) -> int | None:
