@@ -97,10 +97,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "kill": {4: 10_000, 16: 10_000},
         "restarts": 100,
         "ns_restarts": 100,
-        "hyp_examples": 4_000,
+        "hyp_examples": 5_000,
         "mutator_examples": 100_000,
         "beside": 60,
-        "kill_budget": 600.0,
+        "kill_budget": 720.0,
     },
 }
 SCENARIOS = ("kill", "restarts", "hostile", "fuzz", "beside")
@@ -382,9 +382,7 @@ class KillCampaign:
             if full:
                 return
             if time.monotonic() > deadline:
-                self.result.violate(
-                    "not-back-to-n", n=self.n, timeout=timeout, live=live_ids(live)
-                )
+                self.result.violate("not-back-to-n", n=self.n, timeout=timeout, live=live_ids(live))
                 return
             time.sleep(0.005)
 
@@ -525,7 +523,8 @@ def scenario_restarts(base: Path, prof: dict[str, Any], rng: random.Random, res:
 class Case:
     name: str
     calls: list[float] = dataclasses.field(default_factory=list)
-    idents: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: what each workerid call answered: one identity, or a server's workers
+    answers: list[list[dict[str, Any]]] = dataclasses.field(default_factory=list)
     outcome: str = "?"
     error: str = ""
 
@@ -547,7 +546,7 @@ def _rec_identity(env: dict[str, str], **kw: Any) -> dict[str, Any]:
     ident = _orig_identity(env, **kw)
     case = getattr(_CASE, "case", None)
     if case is not None:
-        case.idents.append(ident)
+        case.answers.append([ident])
     return ident
 
 
@@ -563,7 +562,7 @@ class _TimedServer(Server):
         found = super().identities(expect, timeout)
         if self._case is not None:
             self._case.calls.append(time.monotonic() - self._t0)
-            self._case.idents.extend(found)
+            self._case.answers.append(found)
         return found
 
 
@@ -703,16 +702,20 @@ def scenario_hostile(base: Path, prof: dict[str, Any], rng: random.Random, res: 
     width = max(len(c.name) for c in done)
     for case in done:
         answered = max(case.calls, default=0.0)
-        last = case.idents[-1] if case.idents else {}
-        wids = sorted({i.get("worker_id") for i in case.idents[-4:]}, key=lambda w: w or 0)
-        wid = last.get("worker_id") if len(wids) <= 1 else wids
-        reason = next((i["degraded"][0] for i in reversed(case.idents) if i["degraded"]), "-")
+        last = case.answers[-1] if case.answers else [{}]
+        wids = sorted((i.get("worker_id") for i in last), key=lambda w: w or 0)
+        wid = wids[0] if len(wids) == 1 else wids
+        reason = next((i["degraded"][0] for i in last if i.get("degraded")), "-")
+        reason = reason.replace(str(base), "$TMP")
         over = answered > hostile.BOUND
         if case.outcome in ("FAILED", "ERROR") or over:
             res.violate(
-                "hostile-case", case=case.name, outcome=case.outcome, answered=answered,
+                "hostile-case",
+                case=case.name,
+                outcome=case.outcome,
+                answered=answered,
                 error=case.error[:400],
-            )  # fmt: skip
+            )
         rows.append(
             {
                 "case": case.name,
@@ -776,10 +779,11 @@ def _hyp_properties(scratch: Path) -> list[tuple[str, Callable[..., Any], dict[s
         ),
         (
             "read_json+parse(any bytes)",
-            functools.partial(inner["test_any_bytes_read_from_disk_parse_or_raise_value_error"],
-                              scratch),
+            functools.partial(
+                inner["test_any_bytes_read_from_disk_parse_or_raise_value_error"], scratch
+            ),
             {"data": ondisk},
-        ),  # fmt: skip
+        ),
         (
             "read_json+parse(byte-mutated file)",
             functools.partial(
@@ -835,9 +839,10 @@ def _run_property(
 def _mutate(rnd: random.Random, obj: Any) -> Any:
     f = fuzz
     obj = json.loads(json.dumps(obj))
-    for _ in range(rnd.randint(1, 4)):
+    for _ in range(rnd.randint(0, 3)):
         paths = list(f._paths(obj))
-        path = rnd.choice(paths)
+        ints = [p for p in paths if p and type(f._get(obj, p)) is int]
+        path = rnd.choice(ints if ints and rnd.random() < 0.5 else paths)
         if not path:
             continue
         parent, last = f._get(obj, path[:-1]), path[-1]

@@ -59,10 +59,11 @@ def app_dir(shared_tmp: Path) -> Iterator[Path]:
 
 
 def run_server(
-    argv: list[str], cwd: Path, lock_dir: Path, port: int, workers: int
+    argv: list[str], cwd: Path, lock_dir: Path, port: int, workers: int, **extra: str
 ) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
     env["WORKERID_DIR"] = str(lock_dir)
+    env.update(extra)
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -96,6 +97,30 @@ def test_uwsgi_workers_get_uwsgi_ids_whatever_the_master_saw(
     if not lazy:
         # The app was imported once, in the master, which is no worker.
         assert {a["at_import"]["worker_id"] for a in answers} == {None}
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
+def test_gunicorn_worker_count_from_gunicorn_cmd_args(app_dir: Path, lock_dir: Path) -> None:
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "app:application"]
+    answers = run_server(argv, app_dir, lock_dir, port, 3, GUNICORN_CMD_ARGS="--workers 3")
+    assert sorted(a["now"]["worker_id"] for a in answers) == [1, 2, 3]
+    assert {(a["now"]["worker_count"], a["now"]["worker_count_source"]) for a in answers} == {
+        (3, "env")
+    }
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
+def test_gunicorn_count_in_a_config_file_without_the_hook_says_how_to_get_it(
+    app_dir: Path, lock_dir: Path
+) -> None:
+    port = free_port()
+    (app_dir / "conf.py").write_text("workers = 3\n")
+    argv = [str(BIN / "gunicorn"), "-c", "conf.py", "-b", f"127.0.0.1:{port}", "app:application"]
+    answers = run_server(argv, app_dir, lock_dir, port, 3)
+    assert sorted(a["now"]["worker_id"] for a in answers) == [1, 2, 3]
+    assert {a["now"]["worker_count"] for a in answers} == {None}
+    assert all(any("python:workerid.gunicorn" in r for r in a["now"]["degraded"]) for a in answers)
 
 
 @pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")

@@ -2,12 +2,19 @@
 
 The count comes, best first, from the arbiter itself through the
 ``workerid.gunicorn`` config hook (``-c python:workerid.gunicorn``), from the
-arbiter's command line (``-w``/``--workers``), or from ``WEB_CONCURRENCY``,
-which gunicorn reads as the default of ``workers``.
+arbiter's command line (``-w``/``--workers``), from ``GUNICORN_CMD_ARGS``
+(which gunicorn applies after the config file and before the command line,
+``app/base.py`` ``load_config``), or from ``WEB_CONCURRENCY``, which gunicorn
+reads as the default of ``workers`` (``config.py``). A ``workers = ...`` in a
+config file is Python that only the arbiter runs: without the hook it cannot
+be known, and ``degraded`` says so. The hook publishes the count when each
+worker is forked, so after ``TTIN``/``TTOU`` the workers forked since see the
+new count and older ones keep theirs until they are replaced.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ._base import Detected
@@ -29,6 +36,15 @@ CONFIG_HINT = (
 )
 
 
+def _cmd_args() -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(os.environ.get("GUNICORN_CMD_ARGS", ""))
+    except ValueError:
+        return []
+
+
 def detect() -> Detected | None:
     if "gunicorn" not in sys.modules:
         return None
@@ -44,6 +60,8 @@ def detect() -> Detected | None:
     count, source = published_count, "gunicorn"
     if count is None:
         count, source = option_int(argv, "-w", "--workers"), "procfs"
+    if count is None:
+        count, source = option_int(_cmd_args(), "-w", "--workers"), "env"
     if count is None:
         count, source = web_concurrency(), "env"
     return Detected(
