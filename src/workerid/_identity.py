@@ -717,11 +717,6 @@ def holds_slot() -> bool:
     return _proc.held is not None
 
 
-def _namesakes() -> list[int] | None:
-    """Kept for callers of 0.1: ``[]`` when :func:`holds_slot`, else ``None``."""
-    return [] if holds_slot() else None
-
-
 def _reset_for_tests() -> None:
     """Forget everything, as a fresh process would. Not public API."""
     configure()

@@ -212,9 +212,11 @@ def _take_over(mod: Any, context: Any, group_name: str, node_uuid: str) -> None:
     worker's row and loops in ``_init_hash_ring`` retries while that row goes
     stale. Proof that the predecessor is dead:
 
-    * an elected ID (``lock``): the kernel released the predecessor's slot
-      lock when it died, and no live process holds the same ID in an older
-      lane of this namespace (checked), so a live row is never taken;
+    * an elected ID (``lock``) that this process holds itself: the kernel
+      released the predecessor's lock when it died, and the namespace has
+      one ID space, so no live process holds the same ID and a live row is
+      never taken (a helper process reports its worker's ID but holds
+      nothing: it never takes over);
     * uWSGI's own ID: uWSGI respawns worker N only after it has reaped the
       previous worker N (``core/master.c``, ``uwsgi_respawn_worker``), and a
       graceful reload re-execs the master after all workers have exited,
@@ -225,13 +227,12 @@ def _take_over(mod: Any, context: Any, group_name: str, node_uuid: str) -> None:
         return
     if node_uuid != mod.get_node_uuid(group_name, mod.CONF.host, ident.worker_id):
         return
-    namesakes = [] if ident.worker_id_source == "uwsgi" else _identity._namesakes()
-    if namesakes is None or namesakes:
+    if ident.worker_id_source != "uwsgi" and not _identity.holds_slot():
         log.info(
-            "workerid: not taking over hash ring node %s: worker ID %s is still held by %s",
+            "workerid: not taking over hash ring node %s: this process does not hold "
+            "worker ID %s itself",
             node_uuid,
             ident.worker_id,
-            namesakes,
         )
         return
     model = mod.ovn_models.OVNHashRing
