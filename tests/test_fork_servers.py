@@ -100,6 +100,39 @@ def test_uwsgi_workers_get_uwsgi_ids_whatever_the_master_saw(
 
 
 @pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
+def test_gunicorn_ttin_ttou_every_live_worker_sees_the_arbiters_count(
+    app_dir: Path, lock_dir: Path
+) -> None:
+    """With the hooks, workers forked before a TTIN see the new count too."""
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+            "-c", "python:workerid.gunicorn", "app:application"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
+    env["WORKERID_DIR"] = str(lock_dir)
+    proc = subprocess.Popen(argv, cwd=app_dir, env=env, stderr=subprocess.DEVNULL)
+    try:
+        first = collect(port, 2)
+        assert {a["now"]["worker_count"] for a in first.values()} == {2}
+        proc.send_signal(signal.SIGTTIN)
+        deadline = time.monotonic() + 20
+        seen: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            seen = {p: a for p, a in collect(port, 3, timeout=5).items()}
+            if len(seen) == 3 and {a["now"]["worker_count"] for a in seen.values()} == {3}:
+                break
+        assert len(seen) == 3 and set(first) < set(seen), seen.keys()
+        assert {(p, a["now"]["worker_count"]) for p, a in seen.items()} == {(p, 3) for p in seen}
+        assert sorted(a["now"]["worker_id"] for a in seen.values()) == [1, 2, 3]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")
 def test_gunicorn_worker_count_from_gunicorn_cmd_args(app_dir: Path, lock_dir: Path) -> None:
     port = free_port()
     argv = [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "app:application"]

@@ -65,6 +65,8 @@ class Identity:
 _lock = threading.RLock()
 #: the hot path reads only this
 _cached: Identity | None = None
+#: the server's live worker count, when it publishes one (gunicorn's hooks)
+_live_count: Callable[[], int | None] | None = None
 
 
 @dataclasses.dataclass
@@ -523,7 +525,7 @@ def _fallback(exc: BaseException) -> Identity:
 
 
 def _resolve() -> Identity:
-    global _cached
+    global _cached, _live_count
     with _lock:
         if _cached is not None:
             return _cached
@@ -534,6 +536,7 @@ def _resolve() -> Identity:
         for reason in built.identity.degraded:
             warn(reason)
         _proc.held, _proc.ns_dir, _proc.top = built.held, built.ns_dir, built.top
+        _live_count = loaders.live_count(built.identity.loader)
         if built.cacheable:
             _cached = built.identity
         return built.identity
@@ -630,6 +633,10 @@ def identity() -> Identity:
     ident = _cached
     if ident is None:
         ident = _resolve()
+    if _live_count is not None:
+        count = _live_count()
+        if count and count != ident.worker_count:
+            return dataclasses.replace(ident, worker_count=count, worker_count_source="gunicorn")
     return ident
 
 
@@ -642,10 +649,16 @@ def worker_id() -> int | None:
 
 
 def worker_count() -> int | None:
-    """The configured number of workers; ``None`` if the server does not say."""
+    """The configured number of workers; ``None`` if the server does not say.
+
+    Under gunicorn with the ``workerid.gunicorn`` hooks, the arbiter's current
+    count (``TTIN``/``TTOU`` included), read from memory it shares.
+    """
     ident = _cached
     if ident is None:
         ident = _resolve()
+    if _live_count is not None:
+        return _live_count() or ident.worker_count
     return ident.worker_count
 
 

@@ -1,18 +1,27 @@
 """gunicorn config hook: ``gunicorn -c python:workerid.gunicorn app:app``.
 
 gunicorn does not tell its workers how many of them there are. This module's
-``post_fork`` runs in each new worker (gunicorn calls it right after the
-fork, before the app is loaded in that worker) and hands the arbiter's
-worker count to workerid, so ``worker_count()`` is the server's real setting,
-``TTIN``/``TTOU`` changes included.
+hooks give workerid the arbiter's live count:
 
-Already have a config file? Import the hook there::
+* ``nworkers_changed`` runs in the arbiter whenever ``num_workers`` changes
+  (at start, on ``TTIN``/``TTOU``, on ``HUP``: ``arbiter.py``, the
+  ``num_workers`` setter) and writes it to a page of shared memory made
+  before the first worker is forked (an anonymous ``MAP_SHARED`` mapping is
+  inherited by ``fork``);
+* ``post_fork`` runs in each new worker right after the fork, before the app
+  is loaded, and hands the count and that page to workerid,
 
-    from workerid.gunicorn import post_fork  # noqa: F401
+so ``worker_count()`` in every live worker is the arbiter's current count,
+also in workers forked before a ``TTIN``.
 
-or call :func:`publish` from your own ``post_fork``. gunicorn reads every
-module-level name that matches a setting, so this module defines nothing
-else at module level that gunicorn could mistake for one.
+Already have a config file? Import the hooks there::
+
+    from workerid.gunicorn import nworkers_changed, post_fork  # noqa: F401
+
+or call :func:`publish` from your own ``post_fork`` (and :func:`nworkers_changed`
+from yours). gunicorn reads every module-level name that matches a setting,
+so this module defines nothing else at module level that gunicorn could
+mistake for one.
 """
 
 from __future__ import annotations
@@ -29,7 +38,13 @@ def publish(server: Any) -> None:
         count = getattr(getattr(server, "cfg", None), "workers", None)
     if isinstance(count, int) and count > 0:
         _loader.published_count = count
+    _loader.shared_count = _loader.arbiter_page
 
 
 def post_fork(server: Any, worker: Any) -> None:
     publish(server)
+
+
+def nworkers_changed(server: Any, new_value: Any, old_value: Any) -> None:
+    """In the arbiter: publish the new count to every live worker."""
+    _loader.write_live_count(new_value)

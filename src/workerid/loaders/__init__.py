@@ -13,7 +13,7 @@ from collections.abc import Callable
 from . import generic, gunicorn, mod_wsgi, uvicorn, uwsgi
 from ._base import Detected
 
-__all__ = ["Detected", "detect", "spawns_its_workers"]
+__all__ = ["Detected", "detect", "live_count", "spawns_its_workers"]
 
 _DETECTORS: tuple[Callable[[], Detected | None], ...] = (
     uwsgi.detect,
@@ -37,3 +37,10 @@ def detect(*, explicit_namespace: bool = False) -> Detected:
 def spawns_its_workers(det: Detected) -> bool:
     """A worker of a server that starts its workers with multiprocessing *spawn*."""
     return det.loader in ("uvicorn", "hypercorn") and det.supervisor_pid is not None
+
+
+def live_count(loader: str) -> Callable[[], int | None] | None:
+    """A reader of the server's live worker count, if it publishes one to this process."""
+    if loader == "gunicorn" and gunicorn.shared_count is not None:
+        return gunicorn.live_count
+    return None

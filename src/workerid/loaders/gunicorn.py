@@ -14,7 +14,9 @@ new count and older ones keep theirs until they are replaced.
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 import sys
 
 from ._base import Detected
@@ -29,6 +31,31 @@ from ._cmdline import (
 
 #: set in each worker by the workerid.gunicorn hook (post_fork)
 published_count: int | None = None
+#: the arbiter's shared page with its live count (made by nworkers_changed in
+#: the arbiter, inherited by fork; post_fork hands it to the worker)
+arbiter_page: mmap.mmap | None = None
+shared_count: mmap.mmap | None = None
+_COUNT = struct.Struct("=q")
+
+
+def write_live_count(value: object) -> None:
+    """In the arbiter: record ``num_workers`` where its workers can read it."""
+    global arbiter_page
+    if not isinstance(value, int) or value < 1:
+        return  # 0 while the arbiter halts
+    if arbiter_page is None:
+        arbiter_page = mmap.mmap(-1, _COUNT.size)  # anonymous, MAP_SHARED
+    _COUNT.pack_into(arbiter_page, 0, value)
+
+
+def live_count() -> int | None:
+    """The arbiter's current count, from the page this worker inherited; else ``None``."""
+    page = shared_count
+    if page is None:
+        return None
+    value: int = _COUNT.unpack_from(page, 0)[0]
+    return value if value > 0 else None
+
 
 CONFIG_HINT = (
     "gunicorn: worker count not published by the arbiter; load the hook with "
