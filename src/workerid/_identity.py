@@ -530,7 +530,8 @@ def _resolve() -> Identity:
         if _cached is not None:
             return _cached
         try:
-            built = _build(_proc.explicit)
+            with _procfs.remembering():
+                built = _build(_proc.explicit)
         except Exception as exc:  # never raise into the application
             built = _Built(_fallback(exc))
         for reason in built.identity.degraded:
@@ -545,7 +546,8 @@ def _resolve() -> Identity:
 def peek() -> Identity:
     """What this process would resolve, without writing or locking anything (the CLI)."""
     try:
-        return _build(_proc.explicit, readonly=True).identity
+        with _lock, _procfs.remembering():
+            return _build(_proc.explicit, readonly=True).identity
     except Exception as exc:
         return _fallback(exc)
 

@@ -60,7 +60,39 @@ def pid_namespace() -> int | None:
     return _pid_ns
 
 
+#: per-call memo of /proc reads (see remembering)
+_memo: dict[tuple[str, int], object] | None = None
+
+
+class remembering:
+    """Within one identity computation, read each ``/proc`` file of a process once.
+
+    Detection asks about the parent and grandparent several times (their
+    executable, command line, start ticks); none of it changes within a
+    millisecond that matters here, and each read is a syscall triple in a
+    freshly forked worker's first call.
+    """
+
+    def __enter__(self) -> None:
+        global _memo
+        _memo = {}
+
+    def __exit__(self, *exc: object) -> None:
+        global _memo
+        _memo = None
+
+
 def _stat_fields(pid: int) -> list[str] | None:
+    memo = _memo
+    if memo is not None and ("stat", pid) in memo:
+        return memo[("stat", pid)]  # type: ignore[return-value]
+    fields = _read_stat_fields(pid)
+    if memo is not None:
+        memo[("stat", pid)] = fields
+    return fields
+
+
+def _read_stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"{_PROC}/{pid}/stat", "rb") as f:
             raw = f.read(4096)
@@ -137,6 +169,16 @@ def start_time(pid: int) -> int | None:
 
 
 def cmdline(pid: int) -> list[str] | None:
+    memo = _memo
+    if memo is not None and ("cmdline", pid) in memo:
+        return memo[("cmdline", pid)]  # type: ignore[return-value]
+    argv = _read_cmdline(pid)
+    if memo is not None:
+        memo[("cmdline", pid)] = argv
+    return argv
+
+
+def _read_cmdline(pid: int) -> list[str] | None:
     try:
         with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
             raw = f.read(65536)
@@ -146,10 +188,16 @@ def cmdline(pid: int) -> list[str] | None:
 
 
 def exe(pid: int) -> str | None:
+    memo = _memo
+    if memo is not None and ("exe", pid) in memo:
+        return memo[("exe", pid)]  # type: ignore[return-value]
     try:
-        return os.readlink(f"{_PROC}/{pid}/exe")
+        path: str | None = os.readlink(f"{_PROC}/{pid}/exe")
     except OSError:
-        return None
+        path = None
+    if memo is not None:
+        memo[("exe", pid)] = path
+    return path
 
 
 def uid(pid: int) -> int | None:
