@@ -52,6 +52,7 @@ APT_PACKAGES=(
     libpcre2-dev                   # uwsgi: PCRE (internal routing) support
     libssl-dev zlib1g-dev          # uwsgi: ssl / zlib support
     curl procps ca-certificates
+    faketime util-linux            # tests: a clock stepped back (libfaketime), PID namespaces (unshare)
 )
 
 stop_apache() {

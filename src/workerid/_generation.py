@@ -215,14 +215,20 @@ def assign(
     """
     horizon = clock + MAX_AHEAD
     for entry in ledger.entries:
-        if entry.run == run and entry.start <= horizon:
+        # A run's own entry is kept whatever the clock says now: its workers
+        # hold that start time, and (b) is one start time for the whole run.
+        if entry.run == run:
             return ledger, entry, ()
     notes: list[str] = []
-    # Provably finished runs go; so does a far-future entry (planted or
-    # corrupt: no run of ours can have started a day from now).
-    kept = [
-        e for e in ledger.entries if e.run != run and e.start <= horizon and alive(e) is not False
-    ]
+    # Provably finished runs go; so does a far-future entry whose run is not
+    # provably alive (planted or corrupt; a live one means the clock stepped
+    # back by more than MAX_AHEAD, and its run keeps it).
+    kept = []
+    for e in ledger.entries:
+        live = alive(e)
+        if live is False or (e.start > horizon and live is not True):
+            continue
+        kept.append(e)
     if len(kept) >= MAX_ENTRIES:
         unknown = sorted((e for e in kept if alive(e) is None), key=lambda e: e.seq)
         if not unknown:
@@ -241,11 +247,11 @@ def assign(
     if floor > horizon:
         notes.append(
             f"ignored the ledger's floor {floor}: {floor - clock}s ahead of the clock "
-            "(planted or corrupt)"
+            "(planted or corrupt, or the clock stepped back)"
         )
-        floor = max((e.start for e in kept), default=0)
+        floor = max((e.start for e in kept if e.start <= horizon), default=0)
     taken = {e.start for e in kept}
-    if known is not None and 0 < known <= horizon:
+    if known is not None and 0 < known <= MAX_START:
         start = known
         notes.append(
             f"this run's ledger entry was lost under its live workers; recovered its "
@@ -261,7 +267,9 @@ def assign(
         seq = len(kept)
     entry = Entry(run=run, start=start, seq=seq, owner=owner)
     kept.append(entry)
-    return Ledger(tuple(kept), max(floor, start), seq + 1), entry, tuple(notes)
+    # (A live entry ahead of a distrusted floor stays, so the floor covers it.)
+    top = max([floor, *(e.start for e in kept)])
+    return Ledger(tuple(kept), top, seq + 1), entry, tuple(notes)
 
 
 def _seq(entry: Entry) -> int:
@@ -329,7 +337,7 @@ def resolve(
     # keeps its start time. Only the first worker of a run takes the lock.
     ledger, problem = read(lock_dir)
     for entry in ledger.entries:
-        if entry.run == run and entry.start <= clock + MAX_AHEAD:
+        if entry.run == run:
             return Resolved(entry)
     if readonly:
         _, entry, notes = assign(
