@@ -21,18 +21,15 @@ workers, as after a real fork):
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers"))
 
-def _write(path: str, data: dict[str, object]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+from _master import serve
+from _report import write
 
 
 def _drop_to(user: str) -> None:
@@ -63,11 +60,11 @@ def _worker(out: str) -> None:
     if os.environ.get("PREFORK_HELPER") == "1":
         helper = os.fork()
         if helper == 0:
-            _write(os.path.join(out, f"helper-{os.getpid()}.json"), workerid.identity().as_dict())
+            write(os.path.join(out, f"helper-{os.getpid()}.json"), workerid.identity().as_dict())
             while True:
                 time.sleep(60)
         ident["helper_pid"] = helper
-    _write(os.path.join(out, f"{os.getpid()}.json"), ident)
+    write(os.path.join(out, f"{os.getpid()}.json"), ident)
     while True:
         time.sleep(60)
 
@@ -80,48 +77,26 @@ def main() -> None:
     if os.environ.get("PREFORK_MASTER_FIRST") == "1":
         import workerid
 
-        _write(os.path.join(out, "master-before.json"), workerid.identity().as_dict())
+        write(os.path.join(out, "master-before.json"), workerid.identity().as_dict())
 
-    children: set[int] = set()
-    stopping = False
-
-    def spawn() -> None:
+    def spawn() -> int:
         pid = os.fork()
         if pid == 0:
             try:
                 _worker(out)
             finally:
                 os._exit(1)
-        children.add(pid)
+        return pid
 
-    def stop(_signo: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def started(pids: list[int]) -> None:
+        master: dict[str, object] = {"pid": os.getpid(), "workers": pids}
+        if os.environ.get("PREFORK_MASTER_FIRST") == "1":
+            import workerid
 
-    signal.signal(signal.SIGTERM, stop)
-    for _ in range(count):
-        spawn()
-    master: dict[str, object] = {"pid": os.getpid(), "workers": sorted(children)}
-    if os.environ.get("PREFORK_MASTER_FIRST") == "1":
-        import workerid
+            master["identity"] = workerid.identity().as_dict()
+        write(os.path.join(out, "master.json"), master)
 
-        master["identity"] = workerid.identity().as_dict()
-    _write(os.path.join(out, "master.json"), master)
-    while children:
-        try:
-            pid, _status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if not stopping:
-            spawn()
+    serve(count, spawn, started)
 
 
 if __name__ == "__main__":

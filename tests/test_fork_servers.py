@@ -9,6 +9,7 @@ restarts and reloads is ``workerid verify``.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,9 +59,9 @@ def app_dir(shared_tmp: Path) -> Iterator[Path]:
     yield shared_tmp
 
 
-def run_server(
-    argv: list[str], cwd: Path, lock_dir: Path, port: int, workers: int, **extra: str
-) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, lock_dir: Path, **extra: str) -> Iterator[Any]:
+    """A real server started with ``argv``, stopped (SIGINT, then SIGKILL) on the way out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
     env["WORKERID_DIR"] = str(lock_dir)
     env.update(extra)
@@ -68,7 +69,7 @@ def run_server(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        seen = collect(port, workers)
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -76,6 +77,13 @@ def run_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_server(
+    argv: list[str], cwd: Path, lock_dir: Path, port: int, workers: int, **extra: str
+) -> list[dict[str, Any]]:
+    with serving(argv, cwd, lock_dir, **extra) as proc:
+        seen = collect(port, workers)
     assert len(seen) == workers, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     return list(seen.values())
 
@@ -107,29 +115,19 @@ def test_gunicorn_ttin_ttou_every_live_worker_sees_the_arbiters_count(
     port = free_port()
     argv = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
             "-c", "python:workerid.gunicorn", "app:application"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
-    env["WORKERID_DIR"] = str(lock_dir)
-    proc = subprocess.Popen(argv, cwd=app_dir, env=env, stderr=subprocess.DEVNULL)
-    try:
+    with serving(argv, app_dir, lock_dir) as proc:
         first = collect(port, 2)
         assert {a["now"]["worker_count"] for a in first.values()} == {2}
         proc.send_signal(signal.SIGTTIN)
         deadline = time.monotonic() + 20
         seen: dict[int, dict[str, Any]] = {}
         while time.monotonic() < deadline:
-            seen = {p: a for p, a in collect(port, 3, timeout=5).items()}
+            seen = collect(port, 3, timeout=5)
             if len(seen) == 3 and {a["now"]["worker_count"] for a in seen.values()} == {3}:
                 break
         assert len(seen) == 3 and set(first) < set(seen), seen.keys()
         assert {(p, a["now"]["worker_count"]) for p, a in seen.items()} == {(p, 3) for p in seen}
         assert sorted(a["now"]["worker_id"] for a in seen.values()) == [1, 2, 3]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.skipif(not (BIN / "gunicorn").exists(), reason="gunicorn not installed in this venv")

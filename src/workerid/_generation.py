@@ -331,7 +331,6 @@ def resolve(
     write; a missing entry is computed as it would be recorded.
     """
     path = os.path.join(lock_dir, _layout.LEDGER)
-    clock = now()
     # Fast path, no lock: the ledger is only ever replaced whole (rename), so
     # an unlocked read sees a consistent file, and an entry, once written,
     # keeps its start time. Only the first worker of a run takes the lock.
@@ -339,8 +338,11 @@ def resolve(
     for entry in ledger.entries:
         if entry.run == run:
             return Resolved(entry)
-    if readonly:
-        _, entry, notes = assign(
+
+    def step(ledger: Ledger) -> tuple[Ledger, Entry, tuple[str, ...]]:
+        # The hint costs a /proc read; only the run's first worker needs it.
+        clock = now()
+        return assign(
             ledger,
             run,
             owner,
@@ -349,23 +351,16 @@ def resolve(
             alive=alive,
             known=known(),
         )
+
+    if readonly:
+        _, entry, notes = step(ledger)
         return Resolved(entry, (*notes, "not recorded: read-only"))
     lock_path = os.path.join(lock_dir, _layout.LEDGER_LOCK)
     fd = _statefile.open_lock_file(lock_path)
     try:
         _lock(fd, lock_path, wait)
         ledger, problem = read(lock_dir)
-        # The hint costs a /proc read; only the run's first worker needs it.
-        clock = now()
-        new, entry, notes = assign(
-            ledger,
-            run,
-            owner,
-            hint=sane_hint(hint(), clock),
-            clock=clock,
-            alive=alive,
-            known=known(),
-        )
+        new, entry, notes = step(ledger)
         if new is not ledger:
             _statefile.write_json_atomic(path, dump(new))
         if problem:

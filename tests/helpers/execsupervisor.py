@@ -9,12 +9,12 @@ SIGTERM kills its workers and exits.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _master import serve
 from _report import write
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "execworker.py")
@@ -22,38 +22,19 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "execworker.py
 
 def main() -> None:
     out, count = sys.argv[1], int(sys.argv[2])
-    children: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = False
+    workers: dict[int, subprocess.Popen[bytes]] = {}
 
-    def spawn() -> None:
+    def spawn() -> int:
         proc = subprocess.Popen([sys.executable, WORKER, out])
-        children[proc.pid] = proc
+        # serve() reaps it with os.wait(); Popen must not try to later
+        proc.returncode = 0
+        workers[proc.pid] = proc
+        return proc.pid
 
-    def stop(_signo: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def started(pids: list[int]) -> None:
+        write(os.path.join(out, "supervisor.json"), {"pid": os.getpid(), "workers": pids})
 
-    signal.signal(signal.SIGTERM, stop)
-    for _ in range(count):
-        spawn()
-    write(os.path.join(out, "supervisor.json"), {"pid": os.getpid(), "workers": sorted(children)})
-    while children:
-        try:
-            pid, _status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        proc = children.pop(pid, None)
-        if proc is not None:
-            proc.returncode = _status
-        if not stopping:
-            spawn()
+    serve(count, spawn, started)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _master import serve
 from _report import write
 
 
@@ -98,42 +99,20 @@ def worker(out: str, mode: str, once_file: str) -> None:
 
 def main() -> None:
     out, count, mode, once_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    children: set[int] = set()
-    stopping = False
 
-    def spawn() -> None:
+    def spawn() -> int:
         pid = os.fork()
         if pid == 0:
             try:
                 worker(out, mode, once_file)
             finally:
                 os._exit(1)
-        children.add(pid)
+        return pid
 
-    def stop(_signo: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def started(pids: list[int]) -> None:
+        write(os.path.join(out, "master.json"), {"pid": os.getpid(), "workers": pids})
 
-    signal.signal(signal.SIGTERM, stop)
-    for _ in range(count):
-        spawn()
-    write(os.path.join(out, "master.json"), {"pid": os.getpid(), "workers": sorted(children)})
-    while children:
-        try:
-            pid, _status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if pid in children:
-            children.discard(pid)
-            if not stopping:
-                spawn()
+    serve(count, spawn, started)
 
 
 if __name__ == "__main__":
