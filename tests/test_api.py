@@ -121,17 +121,23 @@ def test_once_in_threads_runs_once(fresh: Path) -> None:
 
 
 def test_once_with_odd_names(fresh: Path) -> None:
+    """Names that are not plain file names are hashed, each into its own marker."""
     ran: list[str] = []
-    for name in ["../../etc/passwd", "with space", "ü", ".hidden"]:
+    names = ["../../etc/passwd", "with space", "ü", ".hidden", "plain-name_1.x"]
+    for name in names:
         workerid.once(name)(lambda n=name: ran.append(n))()
-    assert len(ran) == 4
-    assert all(
-        p.name.startswith(("once.h-", "once.with", "once.ü")) or True for p in fresh.rglob("once.*")
-    )
-    assert not any(".." in p.name or "/" in p.name for p in fresh.rglob("*"))
+    assert ran == names
+    markers = sorted(p.name for p in fresh.rglob("once.*.json"))
+    assert len(markers) == len(names)  # one marker each: no two names share a file
+    hashed = [m for m in markers if m.startswith("once.h-")]
+    assert len(hashed) == 4  # all but the plain one
+    assert "once.plain-name_1.x.json" in markers
+    assert all(p.parent.parent == fresh for p in fresh.rglob("once.*"))  # nothing escaped
+    for name in names:  # and each is done now
+        assert workerid.run_once(name, lambda: pytest.fail("ran twice")).state.value == "done"
 
 
-def test_once_without_lock_dir_runs_in_worker_1(
+def test_once_without_lock_dir_and_without_worker_id_runs_in_every_worker(
     fresh: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.write_text("")  # a file where the directory should be

@@ -178,3 +178,17 @@ def test_probe_answers_and_records_once(
     conn = records.connect(db)
     assert len(records.seeds(conn)) == 1
     assert [r.requests for r in records.workers(conn)] == [3]
+
+
+def test_sampler_reports_the_samples_it_could_not_take() -> None:
+    """A sample that failed (the lock directory unreadable) is named in the verdict."""
+    import os
+
+    def unreadable() -> Path:
+        raise OSError("lock dir gone")
+
+    sampler = Sampler(lambda: [os.getpid()], unreadable, dict)
+    sampler.record(sampler.sample())
+    verdict = sampler.verdict()
+    assert "1 sampling errors" in verdict.observed
+    assert "lock dir gone" in verdict.observed

@@ -95,13 +95,18 @@ def duplicates(sample: Mapping[int, int | None]) -> dict[int, list[int]]:
     }
 
 
-def unique_at_every_sample(samples: int, dups: Sequence[str], ids_seen: Iterable[int]) -> Verdict:
+def unique_at_every_sample(
+    samples: int, dups: Sequence[str], ids_seen: Iterable[int], errors: Sequence[str] = ()
+) -> Verdict:
+    """No duplicate in any sample; samples that could not be taken are reported, not hidden."""
     ok = samples > 0 and not dups
     observed = f"{samples} samples, IDs seen {sorted(set(ids_seen))}"
     if dups:
         observed += f"; duplicates: {'; '.join(dups[:3])}"
     elif samples == 0:
         observed += "; no sample taken"
+    if errors:
+        observed += f"; {len(errors)} sampling errors (first: {errors[0]})"
     return Verdict("no ID held by two live workers", observed, ok)
 
 

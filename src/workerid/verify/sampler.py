@@ -104,4 +104,4 @@ class Sampler:
 
     def verdict(self) -> Verdict:
         problems = self.duplicates + self.mismatches
-        return checks.unique_at_every_sample(self.samples, problems, self.ids_seen)
+        return checks.unique_at_every_sample(self.samples, problems, self.ids_seen, self.errors)
