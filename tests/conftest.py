@@ -19,6 +19,7 @@ import pytest
 from hypothesis import settings
 
 import workerid._identity
+from helpers import alive, env_for
 
 # CI runs the same examples every time (a red CI blocks a landing, so it must
 # not depend on luck); developers' runs explore new ones.
@@ -48,14 +49,6 @@ def pytest_configure(config: pytest.Config) -> None:
             f"workerid was imported from {imported}, which is not this tree's {SRC}: "
             "run the tests with scripts/test.sh (or PYTHONPATH=src)"
         )
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
 
 
 class Server:
@@ -136,10 +129,7 @@ def start_server(shared_tmp: Path, lock_dir: Path) -> Iterator[Any]:
     runs = iter(range(1000))
 
     def start(workers: int = 4, **env: str) -> Server:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
-        full["WORKERID_DIR"] = str(lock_dir)
-        full.update(env)
-        server = Server(shared_tmp / f"run{next(runs)}", workers, full)
+        server = Server(shared_tmp / f"run{next(runs)}", workers, env_for(lock_dir, **env))
         servers.append(server)
         return server
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import alive
+from helpers import alive
 
 
 def ids(idents: list[dict[str, Any]]) -> list[int]:

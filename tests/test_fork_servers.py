@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from helpers import env_for
+
 BIN = Path(sys.executable).parent
 APP = """
 import json, os, workerid
@@ -62,9 +64,7 @@ def app_dir(shared_tmp: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def serving(argv: list[str], cwd: Path, lock_dir: Path, **extra: str) -> Iterator[Any]:
     """A real server started with ``argv``, stopped (SIGINT, then SIGKILL) on the way out."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
-    env["WORKERID_DIR"] = str(lock_dir)
-    env.update(extra)
+    env = env_for(lock_dir, **extra)
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -183,8 +183,7 @@ def test_workers_started_by_spawn_find_their_supervisor(shared_tmp: Path, lock_d
         "    done.set(); [p.join() for p in ps]\n"
         "    print(json.dumps(out))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
-    env["WORKERID_DIR"] = str(lock_dir)
+    env = env_for(lock_dir)
     out = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, check=True, timeout=120
     )

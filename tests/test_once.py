@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import workerid
+from helpers import env_for
 from workerid import _identity, _once
 from workerid._once import (
     OnceFailed,
@@ -34,8 +35,6 @@ from workerid._once import (
     try_once,
     wait_done,
 )
-
-SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 #: shared by the scripts: fork n workers of this master, each runs body(i)
 #: and reports a JSON object; returns them once all have reported
@@ -79,9 +78,7 @@ def workers(n, body):
 
 def run_script(lock_dir: Path, body: str, timeout: float = 20) -> Any:
     """Run PRELUDE + body in a fresh interpreter; its last stdout line is JSON."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERID_")}
-    env["WORKERID_DIR"] = str(lock_dir)
-    env["PYTHONPATH"] = SRC
+    env = env_for(lock_dir)
     proc = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
         env=env,
