@@ -138,26 +138,52 @@ def explicit_settings(
     max_slots: int | None,
     settle_timeout: float | None,
 ) -> Settings:
-    """Validate ``configure()`` arguments; raises ``TypeError``/``ValueError``."""
+    """Validate ``configure()`` arguments; raises ``TypeError``/``ValueError``.
+
+    Every message starts with the argument's name.
+    """
+
+    def count(name: str, value: object) -> int:
+        # an int (a str of digits is accepted, as it always was)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f"{name} must be an int, got {value!r}")
+        return _positive_int(name, value, MAX_MAX_SLOTS)
+
     origin: dict[str, str] = {}
     path: str | None = None
     if lock_dir is not None:
-        path = _parse_dir(os.fspath(lock_dir))
+        try:
+            raw = os.fspath(lock_dir)
+        except TypeError:
+            raise TypeError(
+                f"lock_dir must be a str or os.PathLike, not {type(lock_dir).__name__}"
+            ) from None
+        if not isinstance(raw, str):
+            raise TypeError(f"lock_dir must be a str path, not {type(raw).__name__}")
+        if not os.path.isabs(raw):
+            raise ValueError(f"lock_dir must be an absolute path, got {raw!r}")
+        path = os.path.normpath(raw)
         origin["lock_dir"] = "config"
     if namespace is not None:
-        check_namespace(namespace)
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+        check_namespace(namespace)  # "namespace '...' must be ..."
         origin["namespace"] = "config"
     if worker_count is not None:
-        worker_count = _positive_int("worker_count", worker_count, MAX_MAX_SLOTS)
+        worker_count = count("worker_count", worker_count)
         origin["worker_count"] = "config"
     if max_slots is not None:
-        max_slots = _positive_int("max_slots", max_slots, MAX_MAX_SLOTS)
+        max_slots = count("max_slots", max_slots)
         origin["max_slots"] = "config"
     if settle_timeout is not None:
         if isinstance(settle_timeout, bool) or not isinstance(settle_timeout, int | float):
-            raise TypeError("settle_timeout must be a number of seconds")
+            raise TypeError(
+                f"settle_timeout must be a number of seconds, not {type(settle_timeout).__name__}"
+            )
         if settle_timeout < 0:
-            raise ValueError("settle_timeout must be >= 0")
+            raise ValueError(f"settle_timeout must be >= 0 seconds, got {settle_timeout!r}")
         settle_timeout = float(settle_timeout)
     return Settings(
         lock_dir=path,

@@ -354,7 +354,7 @@ def resolve(
 
     if readonly:
         _, entry, notes = step(ledger)
-        return Resolved(entry, (*notes, "not recorded: read-only"))
+        return Resolved(entry, notes)
     lock_path = os.path.join(lock_dir, _layout.LEDGER_LOCK)
     fd = _statefile.open_lock_file(lock_path)
     try:

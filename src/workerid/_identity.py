@@ -544,7 +544,12 @@ def _resolve() -> Identity:
 
 
 def peek() -> Identity:
-    """What this process would resolve, without writing or locking anything (the CLI)."""
+    """What this process would resolve, without writing or locking anything (the CLI).
+
+    The worker ID is the one it would be elected to now, and a new run's
+    start time the one it would be recorded with; ``degraded`` lists only
+    real problems, not that nothing was recorded.
+    """
     try:
         with _lock, _procfs.remembering():
             return _build(_proc.explicit, readonly=True).identity

@@ -16,6 +16,62 @@ from . import _generation, _layout, _procfs, _reclock, _slots, _statefile
 _SCAN_MIN = 64
 _SCAN_MAX = 4096
 
+#: what ``multiprocessing`` (spawn) puts on a child's command line
+_SPAWNED = ("from multiprocessing.spawn import spawn_main", "--multiprocessing-fork")
+#: servers that start their workers with multiprocessing's spawn
+_SPAWNING_SERVERS = ("uvicorn", "hypercorn")
+
+
+def _is_python(arg: str) -> bool:
+    return os.path.basename(arg).startswith("python")
+
+
+def _server_of(argv: list[str]) -> str | None:
+    """The server of ``uvicorn ...``, ``python /venv/bin/uvicorn ...``, ``python -m uvicorn``."""
+    candidates = argv[:1]
+    if argv and _is_python(argv[0]):
+        rest = argv[1:]
+        if len(rest) >= 2 and rest[0] == "-m":
+            candidates = [rest[1]]
+        elif rest and not rest[0].startswith("-"):
+            candidates = [rest[0]]
+    for arg in candidates:
+        name = os.path.basename(arg).split(".")[0]
+        if name in _SPAWNING_SERVERS:
+            return name
+    return None
+
+
+def _short(argv: list[str]) -> str:
+    """A server command as typed: ``uvicorn app:app``, not ``python /venv/bin/uvicorn app:app``."""
+    if (
+        len(argv) >= 2
+        and _is_python(argv[0])
+        and not argv[1].startswith("-")
+        and _server_of(argv[1:2]) is not None
+    ):
+        return " ".join([os.path.basename(argv[1]), *argv[2:]])
+    return " ".join(argv)
+
+
+def describe(pid: int, argv: list[str]) -> dict[str, Any]:
+    """What to show for a holder: its command line, or, for a worker that
+    multiprocessing spawned (uvicorn's, hypercorn's), who spawned it."""
+    raw = " ".join(argv)
+    row: dict[str, Any] = {"cmdline": raw, "command": raw, "spawned_by": None}
+    if not any(mark in arg for arg in argv for mark in _SPAWNED):
+        return row
+    ppid = _procfs.parent_pid(pid)
+    parent = _procfs.cmdline(ppid) if ppid else None
+    if not parent:
+        row["command"] = f"multiprocessing worker (parent gone): {raw}"
+        return row
+    row["spawned_by"] = " ".join(parent)
+    server = _server_of(parent)
+    kind = f"{server} worker" if server else "multiprocessing worker"
+    row["command"] = f"{kind} (spawned by: {_short(parent)})"
+    return row
+
 
 def _holders(path: str) -> list[dict[str, Any]]:
     try:
@@ -33,7 +89,7 @@ def _holders(path: str) -> list[dict[str, Any]]:
             pid = _reclock.holder(fd, index)
             if pid is not None:
                 argv = _procfs.cmdline(pid) or []
-                found.append({"worker_id": index + 1, "pid": pid, "cmdline": " ".join(argv)})
+                found.append({"worker_id": index + 1, "pid": pid, **describe(pid, argv)})
             index += 1
     finally:
         os.close(fd)
@@ -92,9 +148,18 @@ def scan(lock_dir: str) -> dict[str, Any]:
         try:
             if not stat.S_ISDIR(os.lstat(ns_dir).st_mode):
                 continue
-            report["namespaces"].append(_namespace(ns_dir, name, ledger))
+            os.lstat(_layout.slots_file(ns_dir))  # a namespace has one, whatever else is here
+        except FileNotFoundError:
+            continue
         except OSError as exc:
             report["errors"].append(f"{ns_dir}: {exc.strerror}")
+            continue
+        report["namespaces"].append(_namespace(ns_dir, name, ledger))
+    if not report["namespaces"] and not os.path.lexists(os.path.join(lock_dir, _layout.LEDGER)):
+        report["errors"].append(
+            f"{lock_dir}: not a workerid lock directory (no {_layout.LEDGER}, "
+            f"no namespace directory with a {_layout.SLOTS})"
+        )
     return report
 
 
@@ -110,13 +175,15 @@ def format_text(report: dict[str, Any]) -> str:
         )
         lines += [f"  error: {e}" for e in ns["errors"]]
         for run in ns["runs"]:
-            mark = "current" if run["current"] else "older, still draining"
+            mark = "newest run" if run["current"] else "older run"
+            state = "(current)" if run["current"] else "(still draining)"
             lines.append(
-                f"  run {run['generation']} ({mark}) start_time {run['start_time']} "
+                f"  {mark} {run['generation']} {state} start_time {run['start_time']} "
                 f"supervisor {run['supervisor_pid'] or '-'}"
             )
         for slot in ns["slots"]:
             lines.append(
-                f"    worker {slot['worker_id']:>3}  pid {slot['pid']:>7}  {slot['cmdline']}"
+                f"    worker {slot['worker_id']:>3}  pid {slot['pid']:>7}  "
+                f"{slot.get('command') or slot['cmdline']}"
             )
     return "\n".join(lines)

@@ -49,11 +49,34 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", default="www-data", help="the worker user (default www-data)")
 
 
+SUMMARY = "start real servers (mod_wsgi, gunicorn, uWSGI, uvicorn) and check workerid on them"
+
+DESCRIPTION = """\
+Start each server for real on 127.0.0.1 with a probe application, as the
+worker user, and check what workerid promises: worker IDs exactly 1..N, one
+worker count and start time per run, a strictly later start time after each
+restart, the freed ID reused after kill -9 or recycling, once() run once per
+run, and an unwritable lock directory reported, never fatal. Prints a
+PASS/FAIL table. Run as root; the servers and their workers run as --user,
+who must be able to read this Python environment (the venv)."""
+
+EPILOG = """\
+examples:
+  sudo workerid verify
+  sudo workerid verify --server gunicorn --workers 2 --json report.json
+
+Exit code 0 if every check passed, 1 if one failed (the run directory and the
+servers' logs are kept and printed), 2 on bad arguments or when not run as
+root."""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "verify",
-        help="prove the invariants on real servers (Apache mod_wsgi, gunicorn, uWSGI, uvicorn)",
-        description=__doc__,
+        help=SUMMARY,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _arguments(p)
     p.set_defaults(func=run)
@@ -113,10 +136,18 @@ def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="workerid-verify-"))
     os.chmod(root, 0o755)  # noqa: S103 - the worker user must reach its dirs inside
     report = Report()
+    denied: PermissionError | None = None
     try:
         for name in names:
             began = time.monotonic()
-            verify_server(name, root, args, report)
+            try:
+                verify_server(name, root, args, report)
+            except PermissionError as exc:
+                # Popen(user=...) of a server in a venv the worker user cannot
+                # read (servers/_process.py): nothing after it can run either.
+                denied = exc
+                report.add(name, "setup", "startable", Verdict("server starts", str(exc), False))
+                break
             report.seconds[name] = time.monotonic() - began
     finally:
         print(format_table(report))
@@ -131,10 +162,27 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {server} log: {path}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    if denied is not None:
+        print(_denied_message(denied, args.user), file=sys.stderr)
+        return 1
     return 0 if report.ok else 1
 
 
+def _denied_message(exc: PermissionError, user: str) -> str:
+    path = exc.filename or sys.prefix
+    return (
+        f"workerid verify: the worker user {user} cannot run {path} ({exc.strerror}): "
+        f"make the venv world-readable (chmod -R a+rX {sys.prefix} and a+x on every "
+        "directory above it) or pass --user with a user who can read it"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workerid verify", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="workerid verify",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _arguments(parser)
     return run(parser.parse_args(argv))
