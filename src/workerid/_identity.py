@@ -324,11 +324,8 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
         if start is None:
             start, start_source = _record(plan, fd, readonly=readonly)
         if det.elects and not plan.is_master and fd is not None:
-            if readonly:
+            if readonly:  # the ID this process would get; none is held
                 worker_id, wid_source = _slots.lowest_unheld(fd, plan.max_slots), "lock"
-                plan.degraded.append(
-                    "read-only: the worker ID this process would get; none is held"
-                )
             else:
                 held = _elect(plan, fd, start)
                 if held is not None:
