@@ -1,4 +1,4 @@
-"""``workerid neutron-check``: an operator's doctor for Neutron's worker-dependent state.
+"""``workerid neutron check``: an operator's doctor for Neutron's worker-dependent state.
 
 Checks, each PASS or FAIL with what was observed:
 
