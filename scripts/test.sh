@@ -24,3 +24,5 @@ echo "== pytest"
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 # -p no:cacheprovider: the clone may be read-only for the test run's users.
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+echo "== package (sdist + wheel, PyPI's and Debian 12's toolchains, the sdist's tests)"
+bash "$ROOT/scripts/check-package.sh"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from helpers import alive
+from helpers import alive, wait_for
 
 
 def ids(idents: list[dict[str, Any]]) -> list[int]:
@@ -57,7 +57,11 @@ def test_helper_forked_by_a_worker_does_not_keep_the_slot(start_server: Any) -> 
     server = start_server(workers=3, PREFORK_HELPER="1")
     before = {i["worker_id"]: i for i in server.identities()}
     victim = before[3]
-    helper = next(h for h in server.helpers() if h["pid"] == victim["helper_pid"])
+    # the worker reports before its helper has (the helper is forked first, then writes)
+    helper = wait_for(
+        lambda: next((h for h in server.helpers() if h["pid"] == victim["helper_pid"]), None),
+        "the helper's report",
+    )
     # The helper reports its worker's values but holds nothing.
     assert helper["worker_id"] == 3
     assert helper["inherited"] is True
