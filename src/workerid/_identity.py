@@ -13,15 +13,13 @@ import dataclasses
 import fcntl
 import logging
 import os
-import sys
 import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
 
-from . import _config, _generation, _layout, _procfs, _slots, _statefile, loaders
+from . import _config, _generation, _helpers, _layout, _procfs, _slots, _statefile, loaders
 from ._config import Settings
-from .loaders import _cmdline
 
 log = logging.getLogger("workerid")
 
@@ -367,50 +365,17 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
 
 
 def _as_helper(settings: Settings) -> _Built | None:
-    """The identity of a helper process of a worker, or ``None`` if this is no helper.
-
-    Two kinds of process are a worker's helpers although they would look like
-    workers of a run of their own:
-
-    * forked by a process that had not asked workerid yet, when that process
-      turns out to be a worker itself (detected *as the parent*: same memory,
-      so the same answer the parent would get);
-    * started by multiprocessing (*spawn*, *forkserver*: a fresh interpreter,
-      the default on Linux from Python 3.14) from a process that holds a
-      worker ID, unless this process is a uvicorn/hypercorn worker (those
-      servers start their workers that way).
+    """The identity of a helper process of a worker (``_helpers``), or ``None``.
 
     A helper reports its worker's ID, run and start time with
     ``inherited=True`` and holds no slot, so it never keeps the ID alive;
     ``once()`` in it sees its worker's run.
     """
-    ppid = os.getppid()
-    grand = _procfs.parent_pid(ppid) or 0
-    explicit_ns = "namespace" in settings.origin
-    worker: int | None = None
-    det: loaders.Detected | None = None
-    holding: _slots.Holding | None = None
-    mp = sys.modules.get("multiprocessing")
-    parent = mp.parent_process() if mp is not None else None
-    if (
-        parent is not None
-        and parent.pid
-        and not loaders.spawns_its_workers(loaders.detect(explicit_namespace=explicit_ns))
-    ):
-        # started by multiprocessing from a worker (spawn: our parent;
-        # forkserver: our grandparent, the forkserver is our parent)
-        holding = _slots.holding_of(parent.pid)
-        if holding is not None:
-            worker = parent.pid
-    if holding is None and _forked_from_parent(ppid, grand):
-        with _cmdline.acting_as(ppid, grand):
-            det = loaders.detect(explicit_namespace=explicit_ns)
-        if det.supervisor_pid is None or not det.elects:
-            return None  # the parent is a master or the whole server: this is a worker
-        worker = ppid
-        holding = _slots.holding_of(worker)
-    if worker is None:
+    found = _helpers.find(settings, _proc.forked_from)
+    if found is None:
         return None
+    holding, det = found.holding, found.det
+    usable: str | None = None
     if holding is not None:
         ns_dir = holding.ns_dir
         lock_dir = os.path.dirname(ns_dir)
@@ -423,9 +388,9 @@ def _as_helper(settings: Settings) -> _Built | None:
         try:  # the directory its worker uses: once() can coordinate with it
             _statefile.ensure_dir(lock_dir)
             _statefile.ensure_dir(ns_dir, create_parents=False)
-            usable: str | None = ns_dir
+            usable = ns_dir
         except OSError:
-            usable = None
+            pass
     ledger, _problem = _generation.read(lock_dir)
     generation: str | None = None
     start: int | None = None
@@ -441,8 +406,8 @@ def _as_helper(settings: Settings) -> _Built | None:
     degraded = []
     if holding is None:
         degraded.append(
-            f"forked by worker pid {worker} before it had a worker ID: this helper has none "
-            "(it is asked again on the next call)"
+            f"forked by worker pid {found.worker} before it had a worker ID: this helper has "
+            "none (it is asked again on the next call)"
         )
     count, count_source = (det.worker_count, det.worker_count_source) if det else (None, None)
     if settings.worker_count is not None:
@@ -464,28 +429,6 @@ def _as_helper(settings: Settings) -> _Built | None:
         inherited=True,
     )
     return _Built(ident, None, ns_dir if holding else usable, False, cacheable=holding is not None)
-
-
-def _forked_from_parent(ppid: int, grand: int) -> bool:
-    """Is this process a plain ``fork`` of its parent (same memory, no ``exec``)?
-
-    Then detecting *as the parent* gives the parent's own answer. Evidence:
-    the at-fork record (workerid was imported before the fork); a
-    multiprocessing state inherited from the parent (``parent_process()`` is
-    our grandparent: we are a fork of a spawned worker); or three generations
-    of one program (same executable and command line: parent, and
-    grandparent). Not two: a mod_wsgi daemon is an exact copy of Apache's
-    parent, forked in C, and a worker, not a helper.
-    """
-    if ppid <= 1 or grand <= 0:
-        return False
-    if _proc.forked_from == ppid:
-        return True
-    mp = sys.modules.get("multiprocessing")
-    parent = mp.parent_process() if mp is not None else None
-    if parent is not None and parent.pid == grand:
-        return True
-    return _cmdline.is_copy(os.getpid(), ppid) and _cmdline.is_copy(ppid, grand)
 
 
 def _hint_start(det: loaders.Detected, run: _Run) -> tuple[int | None, str | None]:

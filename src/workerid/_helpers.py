@@ -1,0 +1,86 @@
+"""Is this process a helper of a worker? Found from outside, without being told.
+
+Two kinds of process are a worker's helpers although they would look like
+workers of a run of their own:
+
+* started by multiprocessing (*spawn*, *forkserver*: a fresh interpreter, the
+  default on Linux from Python 3.14) from a process that holds a worker ID,
+  unless this process is a uvicorn/hypercorn worker (those servers start
+  their workers that way). ``parent_process()`` is the process that asked for
+  it: the spawning one, or for forkserver the requester, not the forkserver;
+* forked by a process that had not asked workerid yet, when that process
+  turns out to be a worker itself: detected *as the parent* (same memory, so
+  the same answer the parent would get).
+
+What the worker holds is read from outside (its descriptors name its
+``slots.lock``, ``/proc/locks`` lists its locks there: ``_slots.holding_of``),
+not passed in the environment: ``setenv`` in a threaded server is not safe,
+and spawned children run no Python at-fork handlers
+(``_posixsubprocess.fork_exec`` runs them only with ``preexec_fn``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from . import _procfs, _slots, loaders
+from ._config import Settings
+from .loaders import _cmdline
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """This process is a helper of ``worker``."""
+
+    worker: int
+    #: what the worker holds; ``None``: it has no worker ID yet
+    holding: _slots.Holding | None
+    #: the worker's detection (when found by detecting as the parent)
+    det: loaders.Detected | None
+
+
+def find(settings: Settings, forked_from: int | None) -> Finding | None:
+    """``forked_from``: the parent recorded at fork when it had not asked workerid yet."""
+    ppid = os.getppid()
+    grand = _procfs.parent_pid(ppid) or 0
+    explicit_ns = "namespace" in settings.origin
+    mp = sys.modules.get("multiprocessing")
+    parent = mp.parent_process() if mp is not None else None
+    if (
+        parent is not None
+        and parent.pid
+        and not loaders.spawns_its_workers(loaders.detect(explicit_namespace=explicit_ns))
+    ):
+        holding = _slots.holding_of(parent.pid)
+        if holding is not None:
+            return Finding(parent.pid, holding, None)
+    if not _forked_from_parent(ppid, grand, forked_from):
+        return None
+    with _cmdline.acting_as(ppid, grand):
+        det = loaders.detect(explicit_namespace=explicit_ns)
+    if det.supervisor_pid is None or not det.elects:
+        return None  # the parent is a master or the whole server: this is a worker
+    return Finding(ppid, _slots.holding_of(ppid), det)
+
+
+def _forked_from_parent(ppid: int, grand: int, forked_from: int | None) -> bool:
+    """Is this process a plain ``fork`` of its parent (same memory, no ``exec``)?
+
+    Evidence: the at-fork record (workerid was imported before the fork); a
+    multiprocessing state inherited from the parent (``parent_process()`` is
+    our grandparent: we are a fork of a spawned worker); or three generations
+    of one program (same executable and command line: parent, and
+    grandparent). Not two: a mod_wsgi daemon is an exact copy of Apache's
+    parent, forked in C, and a worker, not a helper.
+    """
+    if ppid <= 1 or grand <= 0:
+        return False
+    if forked_from == ppid:
+        return True
+    mp = sys.modules.get("multiprocessing")
+    parent = mp.parent_process() if mp is not None else None
+    if parent is not None and parent.pid == grand:
+        return True
+    return _cmdline.is_copy(os.getpid(), ppid) and _cmdline.is_copy(ppid, grand)
