@@ -32,6 +32,7 @@ from ._identity import (
     worker_id,
 )
 from ._once import (
+    Degraded,
     OnceError,
     OnceFailed,
     OnceResult,
@@ -47,6 +48,7 @@ from ._once import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Degraded",
     "Identity",
     "OnceError",
     "OnceFailed",

@@ -42,6 +42,7 @@ def publish(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    """In each new worker, right after the fork: take the arbiter's count (:func:`publish`)."""
     publish(server)
 
 
