@@ -10,8 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${WORKERID_VENV:-/opt/workerid/venv}"
 cd "$ROOT"
-echo "== ruff"; "$VENV/bin/ruff" check src tests bench
-echo "== ruff format"; "$VENV/bin/ruff" format --check src tests bench
+echo "== ruff"; "$VENV/bin/ruff" check src tests bench examples
+echo "== ruff format"; "$VENV/bin/ruff" format --check src tests bench examples
 echo "== mypy"; "$VENV/bin/mypy"
 echo "== install this tree into $VENV"
 SRC_COPY="$(mktemp -d /tmp/workerid-src.XXXXXX)"
