@@ -29,6 +29,11 @@ def ids_exactly(ids: Sequence[int | None], n: int) -> Verdict:
     return Verdict(f"{{1..{n}}}", _ids(got), list(got) == list(range(1, n + 1)))
 
 
+def no_ids(ids: Sequence[int | None]) -> Verdict:
+    """Every live worker has no worker ID (an unusable lock directory, IDs not native)."""
+    return Verdict("None on every worker", _ids(ids), set(ids) == {None})
+
+
 def all_equal(values: Sequence[object], want: object) -> Verdict:
     distinct = sorted(set(map(repr, values)))
     return Verdict(

@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import records, scenarios
+from . import records, scenarios, workspace
 from .report import Report, Verdict, format_table
 from .servers import SERVERS, Options, ServerError
 from .servers._base import binary
+from .session import Session
 
 #: what ``--server all`` runs, in order
 ALL = ("mod_wsgi", "mod_wsgi-site", "gunicorn", "uwsgi", "uvicorn")
@@ -111,14 +112,15 @@ def verify_server(name: str, root: Path, args: argparse.Namespace, report: Repor
             name, "setup", "installed", Verdict("server installed", f"missing {missing}", False)
         )
         return
-    scenarios.prepare_dirs(base, opts)
-    uid, gid = scenarios.worker_user(opts)
+    workspace.prepare_dirs(base, opts)
+    uid, gid = workspace.worker_user(opts)
     conn = records.prepare(str(opts.db_path), uid, gid)
     server = SERVERS[name](opts)
     report.logs[name] = [str(p) for p in server.log_paths]
-    session = scenarios.Session(server, report, conn, restarts=args.restarts)
+    session = Session(server, report, records.Ledger(conn))
+    steps = scenarios.ordered(restarts=args.restarts, ro_dir=base / "locks-ro")
     try:
-        scenarios.run_all(session, base / "locks-ro")
+        scenarios.run_all(session, steps)
     finally:
         conn.close()
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -174,3 +175,43 @@ def high_water(conn: sqlite3.Connection) -> tuple[int, int]:
     w = conn.execute("SELECT coalesce(max(id), 0) FROM workers").fetchone()[0]
     s = conn.execute("SELECT coalesce(max(id), 0) FROM seeds").fetchone()[0]
     return int(w), int(s)
+
+
+def said(conn: sqlite3.Connection) -> dict[tuple[int, int], int | None]:
+    """(pid, start ticks) -> the worker ID each recorded worker said it had."""
+    rows = conn.execute("SELECT pid, ticks, worker_id FROM workers").fetchall()
+    return {(int(p), int(t)): w for p, t, w in rows}
+
+
+#: (worker, seed) row ids, from :func:`high_water`
+Mark = tuple[int, int]
+
+
+class Ledger:
+    """The harness's reads, on its one connection (see :func:`prepare`).
+
+    The sampler thread reads (:meth:`said`) while a scenario reads in the
+    main thread: one lock serialises them, because a ``sqlite3`` connection
+    shared across threads (``check_same_thread=False``) must not be used by
+    two at once.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def mark(self) -> Mark:
+        with self._lock:
+            return high_water(self.conn)
+
+    def workers_since(self, mark: Mark) -> list[WorkerRow]:
+        with self._lock:
+            return workers(self.conn, mark[0])
+
+    def seeds_since(self, mark: Mark) -> list[SeedRow]:
+        with self._lock:
+            return seeds(self.conn, mark[1])
+
+    def said(self) -> dict[tuple[int, int], int | None]:
+        with self._lock:
+            return said(self.conn)
