@@ -28,3 +28,5 @@ echo "== package (sdist + wheel, PyPI's and Debian 12's toolchains, the sdist's 
 bash "$ROOT/scripts/check-package.sh"
 echo "== docs (Sphinx, warnings are errors)"
 bash "$ROOT/scripts/docs.sh"
+echo "== Debian package (dpkg-buildpackage, lintian, autopkgtest against Debian's mod_wsgi)"
+bash "$ROOT/scripts/check-debian.sh"
