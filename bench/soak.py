@@ -82,6 +82,7 @@ from helpers import (  # noqa: E402
     read_json,
 )
 from workerid import _generation, _layout, status  # noqa: E402
+from workerid.verify import procs  # noqa: E402
 
 PROFILES: dict[str, dict[str, Any]] = {
     "short": {
@@ -148,16 +149,6 @@ def _is_prefork(pid: int) -> bool:
             return b"prefork.py" in f.read()
     except OSError:
         return False
-
-
-def _wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
-    """Wait until none of ``pids`` is alive (zombie counts as dead); the ones left."""
-    deadline = time.monotonic() + timeout
-    left = [p for p in pids if alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.002)
-        left = [p for p in left if alive(p)]
-    return left
 
 
 def start_server(out: Path, workers: int, env: dict[str, str]) -> Server:
@@ -359,7 +350,7 @@ class KillCampaign:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.c["kills"] += len(victims)
-        left = _wait_gone(victims)
+        left = procs.wait_gone(victims, 10, poll=0.002)
         if left:
             self.result.violate("unkillable", pids=left)
         for pid in victims:

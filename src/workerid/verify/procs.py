@@ -33,12 +33,12 @@ def cmdline(pid: int) -> list[str]:
     return _procfs.cmdline(pid) or []
 
 
-def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait until none of ``pids`` is alive; return those still alive."""
+def wait_gone(pids: list[int], timeout: float, poll: float = 0.02) -> list[int]:
+    """Wait until none of ``pids`` is alive (a zombie counts as gone); return those still alive."""
     deadline = time.monotonic() + timeout
     left = [p for p in pids if alive(p)]
     while left and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(poll)
         left = [p for p in left if alive(p)]
     return left
 
