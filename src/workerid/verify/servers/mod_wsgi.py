@@ -27,7 +27,7 @@ from ._base import Server, ServerError, binary, server_env
 _DOC = (
     "apachectl -k graceful: Apache stops every daemon process (SIGTERM, SIGKILL after 3 s) "
     "before it forks new ones; restart_time is kept, so it is the same server run "
-    "(start_time kept, once() not re-run); the new daemons elect 1..N in a fresh slot space"
+    "(start_time kept, once() not re-run); the new daemons elect 1..N once the old ones are gone"
 )
 
 
