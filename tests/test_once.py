@@ -164,7 +164,7 @@ def test_ran_then_done_and_the_marker_format(fresh: Path) -> None:
 
 def test_a_marker_written_by_0_1_is_honoured(fresh: Path) -> None:
     generation = workerid.identity().generation
-    ns_dir = _identity._state_dir()
+    ns_dir = _identity.state_dir()
     assert ns_dir is not None and generation is not None
     Path(ns_dir, "once.old.json").write_text(
         json.dumps({"v": 1, "name": "old", "generation": generation, "pid": 1, "at": 1})
@@ -239,7 +239,7 @@ def held_by_another_process(fresh: Path) -> Iterator[Callable[[str], subprocess.
     procs: list[subprocess.Popen[str]] = []
 
     def hold(name: str) -> subprocess.Popen[str]:
-        ns_dir = _identity._state_dir()
+        ns_dir = _identity.state_dir()
         assert ns_dir is not None
         path = os.path.join(ns_dir, f"once.{name}.lock")
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))

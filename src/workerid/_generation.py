@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import _layout, _procfs, _reclock, _statefile
-
-log = logging.getLogger("workerid")
 
 VERSION = 2
 #: the parser's bound on any start time (far beyond a real epoch second)

@@ -132,9 +132,6 @@ def warn(reason: str) -> None:
         log.warning("workerid: %s", reason)
 
 
-_warn = warn  # the name the modules above used
-
-
 @dataclasses.dataclass(frozen=True)
 class _Run:
     """Stage 2: which server run this process belongs to."""
@@ -660,9 +657,6 @@ def state_dir() -> str | None:
     """The usable namespace directory of this process (for ``once``)."""
     identity()
     return _proc.ns_dir
-
-
-_state_dir = state_dir
 
 
 def holds_slot() -> bool:

@@ -397,7 +397,7 @@ def _degraded_run(
     else:
         run, what = worker_id == 1, "running it in worker 1 only, and again if it is replaced"
     detail = f"{reason}; {what}"
-    _identity._warn(f"once({name!r}): {detail}")
+    _identity.warn(f"once({name!r}): {detail}")
     if not run:
         _degraded_done[name] = generation
         return OnceResult(name, Outcome.DEGRADED, detail=f"{detail}; skipped here")
@@ -440,7 +440,7 @@ def run_once(
     generation = _identity.identity().generation
     if generation is not None and _done.get(key) == generation:
         return OnceResult(key, Outcome.DONE)
-    ns_dir = _identity._state_dir()
+    ns_dir = _identity.state_dir()
     stem = marker_path = seen = None
     if ns_dir is not None and generation is not None:
         stem = os.path.join(ns_dir, _layout.once_stem(key))
@@ -583,7 +583,7 @@ def wait_done(name: str, timeout: float | None = None) -> OnceResult[None]:
     generation = _identity.identity().generation
     if generation is not None and _done.get(key) == generation:
         return OnceResult(key, Outcome.DONE)
-    ns_dir = _identity._state_dir()
+    ns_dir = _identity.state_dir()
     if ns_dir is None or generation is None:
         return OnceResult(key, Outcome.DEGRADED, detail="no usable lock directory")
     stem = os.path.join(ns_dir, _layout.once_stem(key))

@@ -8,6 +8,10 @@ process that has exited, a kernel without procfs, another OS. Callers turn a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PROC = "/proc"
 
@@ -82,14 +86,19 @@ class remembering:
         _memo = None
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _remembered(kind: str, pid: int, read: Callable[[int], T]) -> T:
+    """``read(pid)``, or what it gave earlier in this identity computation."""
     memo = _memo
-    if memo is not None and ("stat", pid) in memo:
-        return memo[("stat", pid)]  # type: ignore[return-value]
-    fields = _read_stat_fields(pid)
-    if memo is not None:
-        memo[("stat", pid)] = fields
-    return fields
+    if memo is None:
+        return read(pid)
+    key = (kind, pid)
+    if key not in memo:
+        memo[key] = read(pid)
+    return memo[key]  # type: ignore[return-value]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    return _remembered("stat", pid, _read_stat_fields)
 
 
 def _read_stat_fields(pid: int) -> list[str] | None:
@@ -169,13 +178,7 @@ def start_time(pid: int) -> int | None:
 
 
 def cmdline(pid: int) -> list[str] | None:
-    memo = _memo
-    if memo is not None and ("cmdline", pid) in memo:
-        return memo[("cmdline", pid)]  # type: ignore[return-value]
-    argv = _read_cmdline(pid)
-    if memo is not None:
-        memo[("cmdline", pid)] = argv
-    return argv
+    return _remembered("cmdline", pid, _read_cmdline)
 
 
 def _read_cmdline(pid: int) -> list[str] | None:
@@ -188,16 +191,14 @@ def _read_cmdline(pid: int) -> list[str] | None:
 
 
 def exe(pid: int) -> str | None:
-    memo = _memo
-    if memo is not None and ("exe", pid) in memo:
-        return memo[("exe", pid)]  # type: ignore[return-value]
+    return _remembered("exe", pid, _read_exe)
+
+
+def _read_exe(pid: int) -> str | None:
     try:
-        path: str | None = os.readlink(f"{_PROC}/{pid}/exe")
+        return os.readlink(f"{_PROC}/{pid}/exe")
     except OSError:
-        path = None
-    if memo is not None:
-        memo[("exe", pid)] = path
-    return path
+        return None
 
 
 def uid(pid: int) -> int | None:
