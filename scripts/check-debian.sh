@@ -30,16 +30,8 @@
 # Needs root and Debian's package archive. Exits non-zero on failure.
 set -euo pipefail
 umask 022
-START=$(date +%s)
-log() { printf '[check-debian] [%3ss] %s\n' "$(($(date +%s) - START))" "$*"; }
-die() {
-    printf '[check-debian] FAIL: %s\n' "$*" >&2
-    exit 1
-}
-run() {
-    printf '[check-debian] + %s\n' "$*"
-    "$@"
-}
+# shellcheck source=scripts/_lib.sh
+. "$(dirname "$0")/_lib.sh" check-debian
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 [ "$(id -u)" -eq 0 ] || die "run as root (apt-get, and the autopkgtest needs root)"

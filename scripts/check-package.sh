@@ -31,16 +31,8 @@
 #                              add --deselect for it there).
 set -euo pipefail
 umask 022
-START=$(date +%s)
-log() { printf '[check-package] [%3ss] %s\n' "$(($(date +%s) - START))" "$*"; }
-die() {
-    printf '[check-package] FAIL: %s\n' "$*" >&2
-    exit 1
-}
-run() {
-    printf '[check-package] + %s\n' "$*"
-    "$@"
-}
+# shellcheck source=scripts/_lib.sh
+. "$(dirname "$0")/_lib.sh" check-package
 # run, without the notes pip prints for a configured local index directory
 # that does not exist on this machine.
 pip_run() {
