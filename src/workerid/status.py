@@ -11,15 +11,13 @@ import os
 import stat
 from typing import Any
 
-from . import _generation, _layout, _procfs, _reclock, _slots, _statefile
+from . import _generation, _layout, _procfs, _reclock, _slots, _statefile, loaders
 
 _SCAN_MIN = 64
 _SCAN_MAX = 4096
 
 #: what ``multiprocessing`` (spawn) puts on a child's command line
 _SPAWNED = ("from multiprocessing.spawn import spawn_main", "--multiprocessing-fork")
-#: servers that start their workers with multiprocessing's spawn
-_SPAWNING_SERVERS = ("uvicorn", "hypercorn")
 
 
 def _is_python(arg: str) -> bool:
@@ -37,7 +35,7 @@ def _server_of(argv: list[str]) -> str | None:
             candidates = [rest[0]]
     for arg in candidates:
         name = os.path.basename(arg).split(".")[0]
-        if name in _SPAWNING_SERVERS:
+        if name in loaders.SPAWNING_SERVERS:
             return name
     return None
 
@@ -73,26 +71,18 @@ def describe(pid: int, argv: list[str]) -> dict[str, Any]:
     return row
 
 
-def _holders(path: str) -> list[dict[str, Any]]:
-    try:
-        fd = _statefile.open_existing(path)
-    except OSError:
-        return []
-    if fd is None:
-        return []
+def _holders(fd: int) -> list[dict[str, Any]]:
+    """Who holds which worker ID in the ``slots.lock`` open on ``fd``."""
     found = []
-    try:
-        index = 0
-        while index < _SCAN_MAX:
-            if index >= _SCAN_MIN and _reclock.holder(fd, index, _layout.RUN_BASE - index) is None:
-                break  # nothing held at or beyond this byte
-            pid = _reclock.holder(fd, index)
-            if pid is not None:
-                argv = _procfs.cmdline(pid) or []
-                found.append({"worker_id": index + 1, "pid": pid, **describe(pid, argv)})
-            index += 1
-    finally:
-        os.close(fd)
+    index = 0
+    while index < _SCAN_MAX:
+        if index >= _SCAN_MIN and _reclock.holder(fd, index, _layout.RUN_BASE - index) is None:
+            break  # nothing held at or beyond this byte
+        pid = _reclock.holder(fd, index)
+        if pid is not None:
+            argv = _procfs.cmdline(pid) or []
+            found.append({"worker_id": index + 1, "pid": pid, **describe(pid, argv)})
+        index += 1
     return found
 
 
@@ -107,17 +97,22 @@ def _run_row(entry: _generation.Entry, newest: _generation.Entry | None) -> dict
 
 def _namespace(ns_dir: str, name: str, ledger: _generation.Ledger) -> dict[str, Any]:
     """One namespace: who holds which ID, and which runs have live workers here."""
-    report: dict[str, Any] = {"namespace": name, "path": ns_dir, "runs": [], "errors": []}
-    path = _layout.slots_file(ns_dir)
-    report["slots"] = _holders(path)
+    report: dict[str, Any] = {
+        "namespace": name,
+        "path": ns_dir,
+        "runs": [],
+        "slots": [],
+        "errors": [],
+    }
     try:
-        fd = _statefile.open_existing(path)
+        fd = _statefile.open_existing(_layout.slots_file(ns_dir))
     except OSError as exc:
         report["errors"].append(f"{_layout.SLOTS}: {exc}")
         return report
     if fd is None:
         return report
     try:
+        report["slots"] = _holders(fd)
         live = [e for e in ledger.entries if _slots.run_start(fd, e.run) is not None]
     finally:
         os.close(fd)

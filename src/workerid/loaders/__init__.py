@@ -13,7 +13,7 @@ from collections.abc import Callable
 from . import generic, gunicorn, mod_wsgi, uvicorn, uwsgi
 from ._base import Detected
 
-__all__ = ["Detected", "detect", "live_count", "spawns_its_workers"]
+__all__ = ["SPAWNING_SERVERS", "Detected", "detect", "live_count", "spawns_its_workers"]
 
 _DETECTORS: tuple[Callable[[], Detected | None], ...] = (
     uwsgi.detect,
@@ -34,9 +34,14 @@ def detect(*, explicit_namespace: bool = False) -> Detected:
     return generic.detect(explicit_namespace=explicit_namespace)
 
 
+#: servers that start their workers with multiprocessing's *spawn*
+#: (uvicorn ``_subprocess.py``, hypercorn ``run.py``)
+SPAWNING_SERVERS = ("uvicorn", "hypercorn")
+
+
 def spawns_its_workers(det: Detected) -> bool:
     """A worker of a server that starts its workers with multiprocessing *spawn*."""
-    return det.loader in ("uvicorn", "hypercorn") and det.supervisor_pid is not None
+    return det.loader in SPAWNING_SERVERS and det.supervisor_pid is not None
 
 
 def live_count(loader: str) -> Callable[[], int | None] | None:
