@@ -199,13 +199,14 @@ log "mod_wsgi links $LIBPYTHON: OK"
 # --- servers and test tools ----------------------------------------------
 tool_present() {
     case "$1" in
-        uvicorn | hypothesis | flask | fastapi | django) "$PY" -c "import $1" ;;
+        uvicorn | hypothesis | flask | fastapi | django | prometheus_client) "$PY" -c "import $1" ;;
         *) "$VENV/bin/$1" --version ;;
     esac
 }
 need=()
-# flask, fastapi, django: the examples/ the tests serve with real servers
-for name in gunicorn uvicorn uwsgi pytest hypothesis mypy ruff flask fastapi django; do
+# flask, fastapi, django: the examples/ the tests serve with real servers;
+# prometheus_client: workerid.prometheus against the real library
+for name in gunicorn uvicorn uwsgi pytest hypothesis mypy ruff flask fastapi django prometheus_client; do
     if [ "$FORCE" != 1 ] && tool_present "$name" >/dev/null 2>&1; then
         log "$name already installed"
     else

@@ -23,39 +23,32 @@ import contextlib
 import importlib.util
 import json
 import os
-import pwd
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import env_for, kill_group
+from helpers import env_for
+from helpers.serving import (
+    VENV_BIN,
+    find_program,
+    free_port,
+    mod_wsgi_skip,
+    serving,
+    tail,
+    www_data,
+)
 
 pytestmark = pytest.mark.servers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-VENV_BIN = Path("/opt/workerid/venv/bin")
 WORKERS = 4
 COLLECT_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-
-
-def find_program(name: str) -> Path | None:
-    """``name`` next to this interpreter, else in the project venv."""
-    for directory in (Path(sys.executable).parent, VENV_BIN):
-        candidate = directory / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def missing(*modules: str, program: str) -> str | None:
@@ -76,12 +69,6 @@ def skip_unless(*modules: str, program: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def copy_example(name: str, dest: Path) -> Path:
     """The example, copied where the server (and www-data) can read it and write bytecode."""
     app = dest / name
@@ -89,38 +76,6 @@ def copy_example(name: str, dest: Path) -> Path:
     for path in [app, *app.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return app
-
-
-def tail(log: Path, chars: int = 3000) -> str:
-    try:
-        return log.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no server log)"
-
-
-@contextlib.contextmanager
-def serving(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[Any]:
-    """The server ``argv``, stopped by PID on the way out: SIGTERM, SIGKILL after 15 s."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_TIMEOUT)
-        # Whatever of its session is still there (the server ignored SIGTERM,
-        # or left a worker behind): the group is this test's own.
-        kill_group(proc)
 
 
 def get(port: int) -> dict[str, Any] | None:
@@ -246,18 +201,7 @@ def test_fastapi_under_uvicorn_scheduler_in_worker_1_only(shared_tmp: Path, lock
 # --- Apache mod_wsgi: a plain WSGI app ----------------------------------------
 
 
-def _www_data() -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam("www-data")
-    except KeyError:
-        return None
-
-
-_MOD_WSGI_SKIP = missing(program="mod_wsgi-express") or (
-    "running as root and there is no www-data user for Apache's workers"
-    if os.geteuid() == 0 and _www_data() is None
-    else None
-)
+_MOD_WSGI_SKIP = mod_wsgi_skip()
 
 
 @pytest.mark.skipif(_MOD_WSGI_SKIP is not None, reason=_MOD_WSGI_SKIP or "")
@@ -272,7 +216,7 @@ def test_plain_wsgi_under_mod_wsgi_express(shared_tmp: Path, lock_dir: Path) -> 
             "--processes", str(WORKERS), "--server-metrics",
             "--host", "127.0.0.1", "--port", str(port),
             "--server-root", str(shared_tmp / "server"), "--log-to-terminal"]  # fmt: skip
-    user = _www_data() if os.geteuid() == 0 else None
+    user = www_data() if os.geteuid() == 0 else None
     if user is not None:
         argv += ["--user", "www-data", "--group", "www-data"]
         for path in (lock_dir, out):

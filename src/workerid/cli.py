@@ -1,4 +1,4 @@
-"""``workerid`` command line: status, identity, verify and neutron."""
+"""``workerid`` command line: status, identity, verify, prometheus and neutron."""
 
 from __future__ import annotations
 
@@ -246,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .verify import cli as verify_cli
 
     verify_cli.add_parser(sub)
+
+    from .prometheus import _cli as prometheus_cli
+
+    prometheus_cli.add_parser(sub)
 
     p = _add(
         sub,

@@ -14,18 +14,26 @@ hooks give workerid the arbiter's live count:
 so ``worker_count()`` in every live worker is the arbiter's current count,
 also in workers forked before a ``TTIN``.
 
+With :mod:`workerid.prometheus` installed, ``post_fork`` also takes the new
+worker's metrics key at once (retiring what a dead predecessor's live gauges
+left), and ``child_exit`` retires an exited worker's live gauges in the
+arbiter, as ``prometheus_client.multiprocess.mark_process_dead`` does for PID
+files.
+
 Already have a config file? Import the hooks there::
 
-    from workerid.gunicorn import nworkers_changed, post_fork  # noqa: F401
+    from workerid.gunicorn import child_exit, nworkers_changed, post_fork  # noqa: F401
 
-or call :func:`publish` from your own ``post_fork`` (and :func:`nworkers_changed`
-from yours). gunicorn reads every module-level name that matches a setting,
+or call :func:`post_fork` from your own ``post_fork`` (and :func:`nworkers_changed`
+and :func:`child_exit` from yours). gunicorn reads every module-level name that matches a setting,
 so this module defines nothing else at module level that gunicorn could
 mistake for one.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from .loaders import gunicorn as _loader
@@ -44,6 +52,17 @@ def publish(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """In each new worker, right after the fork: take the arbiter's count (:func:`publish`)."""
     publish(server)
+    metrics = sys.modules.get("workerid.prometheus")  # installed in the arbiter (--preload)
+    if metrics is not None:
+        metrics.activate()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the arbiter, after a worker exited: retire its live prometheus gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from . import prometheus
+
+        prometheus.mark_process_dead(worker.pid)
 
 
 def nworkers_changed(server: Any, new_value: Any, old_value: Any) -> None:
