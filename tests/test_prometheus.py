@@ -83,7 +83,12 @@ def run(tmp: Path, code: str, timeout: float = 60, **env: str) -> dict[str, Any]
     stdout, stderr = tmp / "stdout", tmp / "stderr"
     with stdout.open("wb") as o, stderr.open("wb") as e:
         proc = subprocess.run(
-            [sys.executable, "-c", full], env=environ, stdout=o, stderr=e, timeout=timeout
+            [sys.executable, "-c", full],
+            env=environ,
+            stdout=o,
+            stderr=e,
+            timeout=timeout,
+            check=False,
         )
     assert proc.returncode == 0, stderr.read_text()
     line = next(x for x in stdout.read_text().splitlines() if x.startswith("OUT="))
@@ -459,7 +464,8 @@ def _dead_and_live(tmp: Path) -> dict[str, Any]:
         path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
         from prometheus_client.mmap_dict import MmapedDict, mmap_key
         upstream = MmapedDict(os.path.join(path, "gauge_livesum_999999.db"))
-        upstream.write_value(mmap_key("in_progress", "in_progress", [], [], "in progress"), 5, 0)
+        from workerid.prometheus._value import _write
+        _write(upstream, mmap_key("in_progress", "in_progress", [], [], "in progress"), 5, 0)
         upstream.close()
         """,
     )

@@ -214,7 +214,7 @@ def _slow_worker_killed(site: Site, argv: list[str]) -> None:
                 if name is None or k.state != "live":
                     continue
                 values = MmapedDict.read_all_values_from_file(str(site.metrics / name))
-                if any(v == 1.0 for _, v, _, _ in values):
+                if any(entry[1] == 1.0 for entry in values):  # (key, value[, timestamp], pos)
                     return k.pid
             return None
 

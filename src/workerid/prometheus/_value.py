@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import threading
 import zlib
@@ -35,6 +36,21 @@ from . import _files
 #: prometheus_client's storage, untyped upstream
 MmapedDict: Any = mmap_dict.MmapedDict
 mmap_key = mmap_dict.mmap_key
+#: entries carry a timestamp since prometheus_client 0.18 (the ``mostrecent``
+#: gauges); 0.16 and 0.17 (Debian 12 ships 0.16) store the value alone
+TIMESTAMPS = "timestamp" in inspect.signature(MmapedDict.write_value).parameters
+
+
+def _read(f: Any, key: str) -> tuple[float, float]:
+    got = f.read_value(key)
+    return (got[0], got[1]) if TIMESTAMPS else (got, 0.0)
+
+
+def _write(f: Any, key: str, value: float, timestamp: float) -> None:
+    if TIMESTAMPS:
+        f.write_value(key, value, timestamp)
+    else:
+        f.write_value(key, value)
 
 
 @dataclasses.dataclass
@@ -250,7 +266,7 @@ class WorkerValue:
             f = _state.files[self._prefix] = MmapedDict(os.path.join(_directory(), name))
         self._file = f
         self._opened_in = _state.epoch
-        self._value, self._timestamp = f.read_value(self._key)
+        self._value, self._timestamp = _read(f, self._key)
         return f
 
     def inc(self, amount: float) -> None:
@@ -259,7 +275,7 @@ class WorkerValue:
             assert f is not None
             self._value += amount
             self._timestamp = 0.0
-            f.write_value(self._key, self._value, self._timestamp)
+            _write(f, self._key, self._value, self._timestamp)
 
     def set(self, value: float, timestamp: float | None = None) -> None:
         with _lock:
@@ -267,7 +283,7 @@ class WorkerValue:
             assert f is not None
             self._value = value
             self._timestamp = timestamp or 0.0
-            f.write_value(self._key, self._value, self._timestamp)
+            _write(f, self._key, self._value, self._timestamp)
 
     def set_exemplar(self, exemplar: Any) -> None:
         return  # not supported in multiprocess mode (as upstream)
