@@ -311,6 +311,39 @@ def test_spawned_child_of_a_worker_is_a_helper_too(tmp_path: Path) -> None:
     assert out["total"] == 1000
 
 
+def test_a_fork_without_python_at_fork_handlers_never_shares_files(tmp_path: Path) -> None:
+    # uWSGI forks its workers in C and runs no Python at-fork handler (unless
+    # --py-call-osafterfork): the children inherit the master's open files
+    # and key as they are. libc's fork() through ctypes does the same.
+    out = run(
+        tmp_path,
+        """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        REQUESTS.inc()                        # the master writes: it has a key and files
+        OUT["master_key"] = key()
+        r, w = os.pipe()
+        kids = []
+        for _ in range(2):
+            pid = libc.fork()
+            if pid == 0:
+                for _ in range(1000):
+                    REQUESTS.inc()
+                os.write(w, (key() + "\\n").encode())
+                os._exit(0)
+            kids.append(pid)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        os.close(w)
+        OUT["kid_keys"] = os.read(r, 1000).decode().split()
+        OUT["total"] = scrape()["requests_total"]
+        """,
+    )
+    keys = [out["master_key"], *out["kid_keys"]]
+    assert len(set(keys)) == 3, keys
+    assert out["total"] == 2001
+
+
 def test_degraded_lock_dir_falls_back_to_pids_and_counts_everything(tmp_path: Path) -> None:
     (tmp_path / "notadir").write_text("")
     out = run(

@@ -63,6 +63,10 @@ class _State:
     #: the epoch the key below was computed in (-1: none yet)
     keyed_in: int = -1
     key: str | None = None
+    #: the process this state belongs to: a fork that ran no Python at-fork
+    #: handler (uWSGI forks its workers in C unless --py-call-osafterfork)
+    #: shows as a different PID, and the state is dropped then
+    pid: int = dataclasses.field(default_factory=os.getpid)
     #: why the key is a PID, when it is one
     reason: str | None = None
     lock_fd: int | None = None
@@ -72,6 +76,7 @@ class _State:
 
 
 _state = _State()
+_getpid = os.getpid
 #: every value made in this process or inherited from its master (upstream keeps
 #: them alike, ``values`` in ``MultiProcessValue``): metrics live as long as it
 _values: list[WorkerValue] = []
@@ -90,6 +95,7 @@ def _forget() -> None:
     _state.lock_fd, _state.key, _state.reason = None, None, None
     _state.retired = []
     _state.epoch += 1
+    _state.pid = os.getpid()
 
 
 def _after_fork_child() -> None:
@@ -269,9 +275,19 @@ class WorkerValue:
         self._value, self._timestamp = _read(f, self._key)
         return f
 
+    def _fresh(self) -> Any:
+        """This value's file in this process (lock held)."""
+        if self._opened_in == _state.epoch and _state.pid == os.getpid():
+            return self._file
+        if _state.pid != os.getpid():
+            _forget()  # forked in C: the parent's files and key are not ours
+        return self._open()
+
     def inc(self, amount: float) -> None:
         with _lock:
-            f = self._file if self._opened_in == _state.epoch else self._open()
+            f = self._file
+            if self._opened_in != _state.epoch or _state.pid != _getpid():
+                f = self._fresh()
             assert f is not None
             self._value += amount
             self._timestamp = 0.0
@@ -279,7 +295,9 @@ class WorkerValue:
 
     def set(self, value: float, timestamp: float | None = None) -> None:
         with _lock:
-            f = self._file if self._opened_in == _state.epoch else self._open()
+            f = self._file
+            if self._opened_in != _state.epoch or _state.pid != _getpid():
+                f = self._fresh()
             assert f is not None
             self._value = value
             self._timestamp = timestamp or 0.0
@@ -290,8 +308,7 @@ class WorkerValue:
 
     def get(self) -> float:
         with _lock:
-            if self._opened_in != _state.epoch:
-                self._open()
+            self._fresh()
             return self._value
 
     def get_exemplar(self) -> Any:
