@@ -245,6 +245,27 @@ def test_mod_wsgi_kill_9_in_a_slow_request_retires_its_gauge(shared_tmp: Path) -
     _slow_worker_killed(site, mod_wsgi_argv(site))
 
 
+@pytest.mark.skipif(find_program("uwsgi") is None, reason="uWSGI not installed")
+def test_uwsgi_forking_in_c_counts_exactly_with_worker_keys(shared_tmp: Path) -> None:
+    # uWSGI loads the app in its master (no lazy-apps) and forks the workers
+    # in C, running no Python at-fork handler; its own worker IDs key the files.
+    site = Site(shared_tmp, "uwsgi", "workerid")
+    uwsgi = find_program("uwsgi")
+    argv = [str(uwsgi), "--master", "--processes", str(WORKERS),
+            "--max-requests", str(MAX_REQUESTS), "--http-socket", f"127.0.0.1:{site.port}",
+            "--wsgi-file", str(site.root / "promapp.py"), "--need-app",
+            "--die-on-term", "--disable-logging"]  # fmt: skip
+    with serving(argv, site.root, site.env, site.log) as proc:
+        site.ready(proc)
+        answered = 1 + hammer(site.port, 2000, None)
+        total = metric(site.port, "app_requests_total")
+    keys = {k.key for k in inspect(site.metrics)}
+    print(f"\nuwsgi: {answered} answered, counted {total}, keys {sorted(keys)}")
+    assert total == answered
+    assert {k.split("-")[0] for k in keys} == {f"w{i}" for i in range(1, WORKERS + 1)}
+    assert db_count(site.metrics) <= BOUND
+
+
 @pytest.mark.skipif(find_program("gunicorn") is None, reason="gunicorn not installed")
 def test_gunicorn_with_an_unusable_lock_dir_counts_every_request(shared_tmp: Path) -> None:
     blocker = shared_tmp / "not-a-dir"
