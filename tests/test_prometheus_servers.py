@@ -245,6 +245,21 @@ def test_mod_wsgi_kill_9_in_a_slow_request_retires_its_gauge(shared_tmp: Path) -
     _slow_worker_killed(site, mod_wsgi_argv(site))
 
 
+@pytest.mark.skipif(find_program("gunicorn") is None, reason="gunicorn not installed")
+def test_gunicorn_preload_master_leaves_no_files(shared_tmp: Path) -> None:
+    # --preload: the arbiter imports the app (install() and the metrics run
+    # there), then forks the workers; the arbiter never serves.
+    site = Site(shared_tmp, "gunicorn-preload", "workerid")
+    with serving(gunicorn_argv(site, "--preload"), site.root, site.env, site.log) as proc:
+        site.ready(proc)
+        answered = 1 + hammer(site.port, 1000, None)
+        total = metric(site.port, "app_requests_total")
+        master_files = [p.name for p in site.metrics.iterdir() if str(proc.pid) in p.name]
+    assert total == answered
+    assert master_files == []
+    assert all(k.key.startswith("w") for k in inspect(site.metrics)), inspect(site.metrics)
+
+
 @pytest.mark.skipif(find_program("uwsgi") is None, reason="uWSGI not installed")
 def test_uwsgi_forking_in_c_counts_exactly_with_worker_keys(shared_tmp: Path) -> None:
     # uWSGI loads the app in its master (no lazy-apps) and forks the workers
