@@ -16,6 +16,7 @@ SIGKILL, and reads the directory with prometheus_client's own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -366,6 +367,41 @@ def test_degraded_lock_dir_falls_back_to_pids_and_counts_everything(tmp_path: Pa
         f"{kind}_{pid}.db" for pid in out["pids"] for kind in ("counter", "histogram")
     )
     assert "prometheus_client files keyed by" in out["stderr"]
+
+
+def test_a_full_disk_keeps_the_app_serving_and_says_so(tmp_path: Path) -> None:
+    # prometheus_client makes its files with ftruncate, which a full tmpfs
+    # accepts; the first write to the mapping would then kill the worker
+    # with SIGBUS. The worker must survive, and say what it did instead.
+    mnt = tmp_path / "metrics"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                       check=True, capture_output=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    try:
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+        os.close(fd)
+        out = run(
+            tmp_path,
+            """
+            def worker():
+                for _ in range(100):
+                    REQUESTS.inc()
+                    with IN_PROGRESS.track_inprogress():
+                        pass
+            pid = fork(worker)
+            OUT["status"] = os.waitpid(pid, 0)[1]
+            """,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True, timeout=10)
+    assert out["status"] == 0, f"the worker died: wait status {out['status']}"
+    assert "cannot be written" in out["stderr"] and "in memory only" in out["stderr"]
 
 
 def test_a_key_held_by_another_live_process_is_never_shared(tmp_path: Path) -> None:

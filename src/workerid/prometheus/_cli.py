@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from . import _files
 from ._report import Key, collect_garbage, inspect
 
 _DESCRIPTION = """\
@@ -28,7 +29,8 @@ prometheus_client's mark_process_dead does, and the lock files of keys with no
 file left. Counters, histograms, summaries and other gauges stay: removing one
 would make a total go backwards (see docs/design.md).
 
-Exit code 0 if the directory was read, 1 if it could not be."""
+Exit code 0 if the directory was read (and gc removed all it meant to), 1 if
+it could not be (or a file could not be removed: another user's, say)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -68,14 +70,18 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.prometheus_command == "gc":
             removed = collect_garbage(path, dry_run=args.dry_run)
+            problems = _files.take_problems()
+            for name, why in problems:
+                print(f"workerid prometheus: cannot remove {name}: {why}", file=sys.stderr)
             if args.json:
-                print(json.dumps({"dir": path, "dry_run": args.dry_run, "removed": removed}))
+                report = {"dir": path, "dry_run": args.dry_run, "removed": removed}
+                print(json.dumps({**report, "problems": [n for n, _ in problems]}))
             else:
                 verb = "would remove" if args.dry_run else "removed"
                 print(f"{verb} {len(removed)} file(s) in {path}")
                 for name in removed:
                     print(f"  {name}")
-            return 0
+            return 1 if problems else 0
         keys = inspect(path)
     except OSError as exc:
         print(f"workerid prometheus: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)

@@ -236,11 +236,25 @@ def retire_if_dead(path: str, key: str, *, remove_lock: bool = False) -> list[st
         if remove_lock and not any(
             (parsed := parse_db(n)) is not None and parsed[2] == key for n in os.listdir(path)
         ):
-            os.unlink(os.path.join(path, lock_name(key)))
-            removed.append(lock_name(key))
+            try:
+                os.unlink(os.path.join(path, lock_name(key)))
+                removed.append(lock_name(key))
+            except OSError as exc:
+                _problems.append((lock_name(key), exc.strerror or str(exc)))
         return removed
     finally:
         os.close(fd)
+
+
+#: files a retirement could not remove (another user's, in a shared sticky
+#: directory, say), with why: reported by the caller, never raised into a request
+_problems: list[tuple[str, str]] = []
+
+
+def take_problems() -> list[tuple[str, str]]:
+    got = _problems[:]
+    del _problems[:]
+    return got
 
 
 def retire(path: str, key: str) -> list[str]:
@@ -251,6 +265,9 @@ def retire(path: str, key: str) -> list[str]:
         try:
             os.unlink(os.path.join(path, name))
         except FileNotFoundError:
+            continue
+        except OSError as exc:
+            _problems.append((name, exc.strerror or str(exc)))
             continue
         removed.append(name)
     return removed

@@ -185,6 +185,8 @@ def _take_key(found: tuple[str, str | None] | None = None) -> None:
     if fd is not None:
         retired += _files.retire(path, key)  # its predecessor, provably dead
         retired += sweep(path, own=key)
+    for name, problem in _files.take_problems():
+        _identity.warn(f"prometheus: cannot retire {name} in {path}: {problem}")
     _state.key, _state.reason, _state.lock_fd = key, reason, fd
     _state.keyed_in, _state.retired = _state.epoch, retired
     # Every metric made so far gets its file now, at 0 or where its
@@ -232,6 +234,53 @@ def ensure_keyed() -> str:
         return _state.key
 
 
+#: what prometheus_client's MmapedDict makes a new file (``_INITIAL_MMAP_SIZE``)
+_INITIAL_SIZE = 1 << 16
+
+
+class _Unrecorded:
+    """Stands in for a file that cannot be written: values live in memory only."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, float]] = {}
+
+    def read_value(self, key: str) -> Any:
+        got = self._values.get(key, (0.0, 0.0))
+        return got if TIMESTAMPS else got[0]
+
+    def write_value(self, key: str, value: float, timestamp: float = 0.0) -> None:
+        self._values[key] = (value, timestamp)
+
+    def close(self) -> None:
+        pass
+
+
+def _mapped(name: str) -> Any:
+    """prometheus_client's file ``name``, its first 64 KiB allocated for real.
+
+    MmapedDict makes a new file with ``ftruncate``, which succeeds on a full
+    disk (the file is sparse), and the first write to the mapping then kills
+    the process with SIGBUS. ``posix_fallocate`` fails cleanly instead: the
+    app keeps serving, and this process's values of this file stay in memory
+    (not scraped) with a warning saying so.
+    """
+    path = os.path.join(_directory(), name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < _INITIAL_SIZE:
+                os.posix_fallocate(fd, 0, _INITIAL_SIZE)
+        finally:
+            os.close(fd)
+        return MmapedDict(path)
+    except OSError as exc:
+        _identity.warn(
+            f"prometheus_client file {path} cannot be written ({exc.strerror or exc}): this "
+            "process's values in it are kept in memory only and are not scraped"
+        )
+        return _Unrecorded()
+
+
 class WorkerValue:
     """A float in a per-key mmaped file (prometheus_client's ``ValueClass`` protocol)."""
 
@@ -268,8 +317,7 @@ class WorkerValue:
                 return self._file
         f = _state.files.get(self._prefix)
         if f is None:
-            name = f"{self._prefix}_{_state.key}.db"
-            f = _state.files[self._prefix] = MmapedDict(os.path.join(_directory(), name))
+            f = _state.files[self._prefix] = _mapped(f"{self._prefix}_{_state.key}.db")
         self._file = f
         self._opened_in = _state.epoch
         self._value, self._timestamp = _read(f, self._key)
