@@ -48,6 +48,8 @@ MAX_SEQ = 2**53
 #: how long a new run's first worker waits for ledger.lock
 LOCK_WAIT = 10.0
 _POLL = 0.02
+#: the first retry of ledger.lock (then doubling up to _POLL)
+_FIRST_POLL = 0.001
 _KEY_MAX = 32
 
 
@@ -280,8 +282,21 @@ def sane_hint(wanted: float | None, clock: int) -> int:
     return clock
 
 
-def _lock(fd: int, path: str, wait: float) -> None:
+def _lock(
+    fd: int, path: str, wait: float, meanwhile: Callable[[], Entry | None] = lambda: None
+) -> Entry | None:
+    """Take ``ledger.lock`` within ``wait`` seconds; or ``meanwhile()``'s entry if it has one.
+
+    While another worker holds the lock it is usually writing the very entry
+    this one wants (a herd of a new run's workers arrives at once): after each
+    failed try, ``meanwhile()`` looks again without the lock, and an entry
+    found there ends the wait (the ledger is only ever replaced whole). The
+    tries start 1 ms apart and back off to ``_POLL``: a ledger write takes a
+    millisecond or two, so a fixed 20 ms poll made every waiter of a herd
+    sleep ten times longer than the lock was held.
+    """
     deadline = time.monotonic() + wait
+    delay = _FIRST_POLL
     while not _reclock.try_lock(fd, 0, 0):
         if time.monotonic() >= deadline:
             holder = _reclock.holder(fd, 0, 0)
@@ -290,7 +305,12 @@ def _lock(fd: int, path: str, wait: float) -> None:
                 f"held by pid {holder} for over {wait:g}s",
                 path,
             )
-        time.sleep(_POLL)
+        time.sleep(delay)
+        delay = min(delay * 2, _POLL)
+        found = meanwhile()
+        if found is not None:
+            return found
+    return None
 
 
 def read(lock_dir: str, owner: int | None = None) -> tuple[Ledger, str | None]:
@@ -336,6 +356,13 @@ def resolve(
         if entry.run == run:
             return Resolved(entry)
 
+    def written() -> Entry | None:
+        # Another worker holds ledger.lock: the entry may be there now.
+        for entry in read(lock_dir)[0].entries:
+            if entry.run == run:
+                return entry
+        return None
+
     def step(ledger: Ledger) -> tuple[Ledger, Entry, tuple[str, ...]]:
         # The hint costs a /proc read; only the run's first worker needs it.
         clock = now()
@@ -355,7 +382,9 @@ def resolve(
     lock_path = os.path.join(lock_dir, _layout.LEDGER_LOCK)
     fd = _statefile.open_lock_file(lock_path)
     try:
-        _lock(fd, lock_path, wait)
+        found = _lock(fd, lock_path, wait, written)
+        if found is not None:
+            return Resolved(found)
         ledger, problem = read(lock_dir)
         new, entry, notes = step(ledger)
         if new is not ledger:

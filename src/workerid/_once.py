@@ -187,8 +187,16 @@ _running: dict[str, int] = {}
 _guard = threading.Lock()
 
 
+#: no identity is ever this object: "not seen done yet" for the decorator's done-path
+_NOT_YET = object()
+
+
 def reset() -> None:
-    """Forget what this process has seen done (a new generation or configuration)."""
+    """Forget what this process has seen done (a new generation or configuration).
+
+    Only through ``_identity.on_forget``, whose callers also drop the cached
+    identity: the ``once`` decorator's done-path compares with that object.
+    """
     _done.clear()
     _degraded_done.clear()
 
@@ -643,8 +651,15 @@ def once(
     _check(timeout, degraded)
 
     def decorator(fn: Callable[P, R]) -> Callable[P, R | None]:
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        #: the cached identity under which this process saw it done: while
+        #: _identity's cache is still that object, it is done in this run. Any
+        #: forgetting (configure(), a fork into a new worker) replaces the
+        #: cached object as it empties _done (on_forget), so the test fails then.
+        done_under: object = _NOT_YET
+
+        def call_slowly(args: tuple[Any, ...], kwargs: dict[str, Any]) -> R | None:
+            nonlocal done_under
+
             def call() -> R:
                 return fn(*args, **kwargs)
 
@@ -653,7 +668,19 @@ def once(
                 raise OnceTimeout(key, result.waited, result.pid)
             if result.state is Outcome.FAILED:
                 raise OnceFailed(key, result.error, result.pid)
+            ident = _identity._cached
+            generation = ident.generation if ident is not None else None
+            if generation is not None and _done.get(key) == generation:
+                done_under = ident
             return result.value
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            # The done-path: one comparison, no OnceResult, no closure (the
+            # cells of an inner function would be made on every call).
+            if _identity._cached is done_under:
+                return None
+            return call_slowly(args, kwargs)
 
         return wrapper
 

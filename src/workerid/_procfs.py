@@ -15,6 +15,49 @@ T = TypeVar("T")
 
 _PROC = "/proc"
 
+_RDONLY = os.O_RDONLY | os.O_CLOEXEC
+
+
+def _read(path: str, cap: int) -> bytes | None:
+    """Up to ``cap`` bytes of a single-record ``/proc`` file; ``None`` if it cannot be read.
+
+    ``os.open``/``os.read``/``os.close``: three syscalls, where ``open()``
+    costs seven (fstat, the ``isatty`` ioctl, lseek, a second read to see
+    EOF) and two file objects, in every freshly forked worker's first call.
+    One read is the whole file up to ``cap``: ``stat``, ``cmdline``,
+    ``boot_id`` and ``/proc/stat`` fill the caller's buffer until their data
+    ends (one ``seq_file`` record; ``proc_pid_cmdline_read`` loops until the
+    buffer is full). Many-record files (``/proc/locks``) use :func:`_read_all`.
+    """
+    try:
+        fd = os.open(path, _RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, cap)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_all(path: str) -> bytes | None:
+    """A many-record ``/proc`` file, read until EOF (``seq_file`` may stop a read
+    short at a record boundary, so a short read is not the end)."""
+    try:
+        fd = os.open(path, _RDONLY)
+    except OSError:
+        return None
+    try:
+        parts = []
+        while chunk := os.read(fd, 65536):
+            parts.append(chunk)
+        return b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
 
 _boot_id: str | None = None
 
@@ -30,11 +73,10 @@ def boot_id() -> str | None:
     """
     global _boot_id
     if _boot_id is None:
-        try:
-            with open(f"{_PROC}/sys/kernel/random/boot_id", "rb") as f:
-                _boot_id = f.read(64).strip().decode("ascii", "replace") or None
-        except OSError:
+        raw = _read(f"{_PROC}/sys/kernel/random/boot_id", 64)
+        if raw is None:
             return None
+        _boot_id = raw.strip().decode("ascii", "replace") or None
     return _boot_id
 
 
@@ -43,6 +85,16 @@ def boot_id() -> str | None:
 INITIAL_PID_NS = 0xEFFFFFFC
 
 _pid_ns: int | None = None
+#: the PID namespace this process's children will be in, read before a fork
+_children_pid_ns: int | None = None
+
+
+def _ns_inode(link: str) -> int | None:
+    try:
+        target = os.readlink(link)  # "pid:[4026531836]"
+        return int(target[target.index("[") + 1 : target.rindex("]")])
+    except (OSError, ValueError):
+        return None
 
 
 def pid_namespace() -> int | None:
@@ -51,17 +103,49 @@ def pid_namespace() -> int | None:
     A PID only names a process inside one PID namespace: two containers'
     PID 1 are different processes, possibly started in the same clock tick,
     so the namespace is part of every run key and every "is it alive?" test.
-    It cannot change while a process lives (``setns`` on a PID namespace
-    only affects children), so it is read once.
+    It cannot change while a process lives (``setns``/``unshare`` on a PID
+    namespace only affect its children), so it is read once; a forked child
+    gets the one its parent read for it (:func:`_before_fork`).
     """
     global _pid_ns
     if _pid_ns is None:
-        try:
-            link = os.readlink(f"{_PROC}/self/ns/pid")  # "pid:[4026531836]"
-            _pid_ns = int(link[link.index("[") + 1 : link.rindex("]")])
-        except (OSError, ValueError):
-            return None
+        _pid_ns = _ns_inode(f"{_PROC}/self/ns/pid")
     return _pid_ns
+
+
+def _before_fork() -> None:
+    """Read, once in the parent, what every forked child would otherwise read itself.
+
+    The boot id (the same for the whole boot) and the PID namespace the child
+    will be in: ``pid_for_children``, which differs from the parent's own
+    after an ``unshare``/``setns`` of a PID namespace (then the child must
+    not inherit the parent's value; and until that namespace has its init
+    the link cannot be read, so the child reads its own). A pre-fork master
+    that imported workerid pays this once (the boot id) and one ``readlink``
+    per fork; each of its workers is spared both on its first call. Facts
+    only: nothing is claimed, created or decided here, so a fork that fails
+    or a daemonising fork leaves nothing behind.
+    """
+    global _children_pid_ns
+    boot_id()
+    _children_pid_ns = _ns_inode(f"{_PROC}/self/ns/pid_for_children")
+
+
+def _after_fork_child() -> None:
+    global _pid_ns
+    _pid_ns = _children_pid_ns
+
+
+def _after_fork_parent() -> None:
+    # Not left for a later fork made in C (mod_wsgi, uWSGI) that runs only
+    # the child's handlers: that child reads its own.
+    global _children_pid_ns
+    _children_pid_ns = None
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+)
 
 
 #: per-call memo of /proc reads (see remembering)
@@ -102,10 +186,8 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _read_stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as f:
-            raw = f.read(4096)
-    except OSError:
+    raw = _read(f"{_PROC}/{pid}/stat", 4096)
+    if raw is None:
         return None
     # The command name (field 2) is in parentheses and may itself contain
     # spaces and parentheses, so split after the *last* ')'.
@@ -149,14 +231,17 @@ def parent_pid(pid: int) -> int | None:
 
 def boot_time() -> int | None:
     """Wall-clock time of boot, in epoch seconds (``btime`` in /proc/stat)."""
-    try:
-        with open(f"{_PROC}/stat", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("btime "):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+    raw = _read(f"{_PROC}/stat", 1 << 20)  # per-CPU and interrupt lines come first
+    if raw is None:
         return None
-    return None
+    at = raw.find(b"\nbtime ")
+    if at < 0:
+        return None
+    end = raw.find(b"\n", at + 7)
+    try:
+        return int(raw[at + 7 : end if end >= 0 else len(raw)])
+    except ValueError:
+        return None
 
 
 def start_time(pid: int) -> int | None:
@@ -182,10 +267,8 @@ def cmdline(pid: int) -> list[str] | None:
 
 
 def _read_cmdline(pid: int) -> list[str] | None:
-    try:
-        with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
-            raw = f.read(65536)
-    except OSError:
+    raw = _read(f"{_PROC}/{pid}/cmdline", 65536)
+    if raw is None:
         return None
     return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
 
@@ -217,10 +300,8 @@ def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, i
     out. PIDs are those of the PID namespace of the ``/proc`` mount, and the
     locks of processes it cannot see are not listed (fs/locks.c).
     """
-    try:
-        with open(f"{_PROC}/locks", "rb") as f:
-            raw = f.read()
-    except OSError:
+    raw = _read_all(f"{_PROC}/locks")
+    if raw is None:
         return []
     found = []
     want = None if pid is None else str(pid).encode()

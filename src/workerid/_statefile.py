@@ -50,22 +50,31 @@ def ensure_dir(path: str, *, create_parents: bool = True) -> None:
     exists but must not be used). The final component may not be a symlink;
     its parents may (``/var/run`` -> ``/run`` is common).
     """
-    if not os.path.lexists(path):
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            if not create_parents:
-                raise FileNotFoundError(2, "no such directory", parent)
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass  # another worker won the race; check what it made below
+    try:
+        st = os.lstat(path)  # the common case: it exists; checked with this one lstat
+    except FileNotFoundError:
+        pass
+    else:
+        _check_dir_stat(st, path)
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        if not create_parents:
+            raise FileNotFoundError(2, "no such directory", parent)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass  # another worker won the race; check what it made below
     check_dir(path)
 
 
 def check_dir(path: str) -> None:
     """Raise unless ``path`` is a directory only this user can write, and can."""
-    st = os.lstat(path)
+    _check_dir_stat(os.lstat(path), path)
+
+
+def _check_dir_stat(st: os.stat_result, path: str) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise UnsafeStateError(f"directory {path} is a symlink")
     if not stat.S_ISDIR(st.st_mode):
@@ -92,10 +101,15 @@ def open_lock_file_created(path: str) -> tuple[int, bool]:
     # O_NONBLOCK: a FIFO planted here must not block the open (and with it
     # every worker); it is then refused as not a regular file.
     flags = os.O_RDWR | os.O_NONBLOCK | _OPEN_FLAGS
+    # The file exists for every worker but a namespace's first: open it
+    # first, create it (O_EXCL, so "created" is ours alone) only if missing.
     try:
-        fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
-    except FileExistsError:
         fd, created = os.open(path, flags), False
+    except FileNotFoundError:
+        try:
+            fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:  # another process created it between the two opens
+            fd, created = os.open(path, flags), False
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -156,13 +170,18 @@ def read_json(path: str, *, owner: int | None = None) -> Any | None:
     if len(data) > MAX_STATE_BYTES:
         raise ValueError(f"{path} grew over the {MAX_STATE_BYTES} byte cap while read")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+#: one decoder for every read: ``json.loads(..., parse_constant=...)`` builds a
+#: new decoder and scanner on each call (in a fresh worker's first call, too)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
