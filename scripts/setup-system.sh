@@ -53,6 +53,7 @@ APT_PACKAGES=(
     libssl-dev zlib1g-dev          # uwsgi: ssl / zlib support
     curl procps ca-certificates
     faketime util-linux            # tests: a clock stepped back (libfaketime), PID namespaces (unshare)
+    postgresql etcd-server         # backend tests: real engines the tests start on free ports (issue 13)
 )
 
 stop_apache() {
@@ -109,6 +110,15 @@ else
         run apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     stop_apache
+    # The packaged PostgreSQL cluster is not used (the tests start their own
+    # on free ports); if the postinst started it, stop it, as Apache above.
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters --no-header 2>/dev/null | awk '$4 == "online" {print $1, $2}' |
+            while read -r ver cluster; do
+                log "stopping packaged PostgreSQL cluster $ver/$cluster"
+                pg_ctlcluster "$ver" "$cluster" stop || true
+            done
+    fi
     command -v apxs >/dev/null || die "apxs not found after installing apache2-dev"
 fi
 
@@ -218,6 +228,20 @@ if [ "${#need[@]}" -gt 0 ]; then
     run "${PIP[@]}" install --no-cache-dir "${need[@]}"
 fi
 
+# --- the backends' clients (the postgresql and etcd extras) -----------------
+# Imported lazily by workerid.backends; the backend tests run real workers
+# against the engines the tests start.
+backend_need=()
+"$PY" -c "import psycopg" >/dev/null 2>&1 || backend_need+=("psycopg[binary]>=3.1")
+"$PY" -c "import etcd3gw" >/dev/null 2>&1 || backend_need+=("etcd3gw>=2.4")
+if [ "$FORCE" = 1 ] || [ "${#backend_need[@]}" -gt 0 ]; then
+    [ "${#backend_need[@]}" -gt 0 ] || backend_need=("psycopg[binary]>=3.1" "etcd3gw>=2.4")
+    log "installing the backends' clients: ${backend_need[*]}"
+    run "${PIP[@]}" install --no-cache-dir "${backend_need[@]}"
+else
+    log "psycopg and etcd3gw already installed"
+fi
+
 # Make the whole venv readable/executable by everyone (www-data runs
 # mod_wsgi / uwsgi daemon processes from it).
 run chmod -R a+rX "$VENV"
@@ -258,7 +282,7 @@ log "versions:"
 import importlib.metadata as md, sys
 print("python", sys.version.split()[0], sys.executable)
 for name in ("pip", "mod_wsgi", "gunicorn", "uvicorn", "uWSGI", "pytest",
-             "hypothesis", "mypy", "ruff", "workerid"):
+             "hypothesis", "mypy", "ruff", "psycopg", "etcd3gw", "workerid"):
     try:
         print(name, md.version(name))
     except md.PackageNotFoundError:

@@ -13,7 +13,11 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backends import BackendURL
 
 log = logging.getLogger("workerid")
 
@@ -25,6 +29,7 @@ ENV_DIR = "WORKERID_DIR"
 ENV_NAMESPACE = "WORKERID_NAMESPACE"
 ENV_COUNT = "WORKERID_COUNT"
 ENV_MAX_SLOTS = "WORKERID_MAX_SLOTS"
+ENV_BACKEND = "WORKERID_BACKEND"
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -38,6 +43,14 @@ class Settings:
     worker_count: int | None = None
     max_slots: int | None = None
     settle_timeout: float | None = None
+    #: a coordination engine for IDs across hosts (``None``: the lock directory only)
+    backend: BackendURL | None = None
+    #: why WORKERID_BACKEND was refused: then there is no worker ID at all
+    #: (falling back to host-local IDs would silently share them across hosts)
+    backend_error: str | None = None
+    #: called from the keep-alive thread with the new Identity when the
+    #: backend claim changes (lost, claimed again)
+    on_change: Callable[[Any], None] | None = None
     #: where each explicit value came from: "config" or "env"
     origin: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: environment values that were ignored, and why (they go to ``degraded``)
@@ -119,6 +132,14 @@ def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
             notes.append(f"ignoring {var}={environ[var]!r}: {exc}")
             continue
         origin[field] = "env"
+    if values["backend"] is None and environ.get(ENV_BACKEND, "").strip():
+        from . import backends
+
+        try:
+            values["backend"] = backends.parse(environ[ENV_BACKEND])
+            origin["backend"] = "env"
+        except (TypeError, ValueError) as exc:
+            values["backend_error"] = f"{ENV_BACKEND} refused: {exc}; worker_id is None"
     values["origin"] = origin
     values["notes"] = tuple(notes)
     return Settings(**values)
@@ -137,6 +158,8 @@ def explicit_settings(
     worker_count: int | None,
     max_slots: int | None,
     settle_timeout: float | None,
+    backend: str | None = None,
+    on_change: Callable[[Any], None] | None = None,
 ) -> Settings:
     """Validate ``configure()`` arguments; raises ``TypeError``/``ValueError``.
 
@@ -185,11 +208,21 @@ def explicit_settings(
         if settle_timeout < 0:
             raise ValueError(f"settle_timeout must be >= 0 seconds, got {settle_timeout!r}")
         settle_timeout = float(settle_timeout)
+    parsed: BackendURL | None = None
+    if backend is not None:
+        from . import backends
+
+        parsed = backends.parse(backend)  # "backend ...: ..." (TypeError/ValueError)
+        origin["backend"] = "config"
+    if on_change is not None and not callable(on_change):
+        raise TypeError(f"on_change must be callable, not {type(on_change).__name__}")
     return Settings(
         lock_dir=path,
         namespace=namespace,
         worker_count=worker_count,
         max_slots=max_slots,
         settle_timeout=settle_timeout,
+        backend=parsed,
+        on_change=on_change,
         origin=origin,
     )

@@ -16,10 +16,14 @@ import os
 import threading
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _config, _generation, _helpers, _layout, _procfs, _slots, _statefile, loaders
 from ._config import Settings
+
+if TYPE_CHECKING:
+    from .backends import BackendURL
+    from .backends._keeper import Keeper, State
 
 log = logging.getLogger("workerid")
 
@@ -53,6 +57,12 @@ class Identity:
     #: True in a process forked by a worker: it reports the worker's values
     #: but holds no slot (the ID is the worker's, as under uWSGI)
     inherited: bool = False
+    #: with a backend (``WORKERID_BACKEND``): strictly increases with every
+    #: claim of this worker ID across the cluster; a resource that has seen a
+    #: larger token for the ID should reject this holder. ``None`` without one
+    fencing_token: int | None = None
+    #: the backend URL (password removed), ``None`` for the lock directory alone
+    backend: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,6 +99,10 @@ class _Process:
     #: the one flock workerid takes. A forked child shares it: harmless.
     dir_fd: int | None = None
     dir_path: str | None = None
+    #: the backend's keep-alive (it owns the engine's connection), and the
+    #: identity the backend's state is laid over
+    keeper: Keeper | None = None
+    base: Identity | None = None
 
     def keep_dir(self, path: str) -> None:
         if self.dir_path == path and self.dir_fd is not None:
@@ -169,6 +183,9 @@ class _Built:
     ns_dir: str | None = None
     top: bool = False
     cacheable: bool = True
+    keeper: Keeper | None = None
+    #: the identity without the backend's state (see _overlay)
+    base: Identity | None = None
 
 
 @dataclasses.dataclass
@@ -341,6 +358,21 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
             os.close(fd)
     if plan.is_master:
         plan.degraded.append(f"this process is the {det.loader} master, not a worker: no worker ID")
+    keeper: Keeper | None = None
+    state: State | None = None
+    if settings.backend_error is not None:
+        plan.degraded.append(settings.backend_error)
+        worker_id, wid_source = None, None
+    elif settings.backend is not None and not plan.is_master and det.cacheable:
+        if readonly:
+            plan.degraded.append(
+                f"with a backend ({settings.backend.safe}) the worker ID is the cluster's: "
+                "see workerid status --backend"
+            )
+        else:
+            keeper = _cluster_keeper(settings, settings.backend, plan, held)
+            state = keeper.first_claim()
+        worker_id, wid_source = None, None
 
     ident = Identity(
         worker_id=worker_id,
@@ -356,9 +388,84 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
         degraded=tuple(plan.degraded),
         pid=os.getpid(),
         supervisor_pid=det.supervisor_pid,
+        backend=settings.backend.safe if settings.backend is not None else None,
     )
     top = det.supervisor_pid is None and not plan.is_master
-    return _Built(ident, held, ns_dir, top, det.cacheable)
+    if keeper is None or state is None:
+        return _Built(ident, held, ns_dir, top, det.cacheable)
+    base = ident
+    if "worker_count" not in settings.origin:
+        # the host's count is not the cluster's: that is the live claims
+        base = dataclasses.replace(base, worker_count=None, worker_count_source=None)
+    return _Built(_overlay(base, keeper, state), held, ns_dir, top, True, keeper, base)
+
+
+def _cluster_keeper(
+    settings: Settings, url: BackendURL, plan: _Plan, held: _slots.Held | None
+) -> Keeper:
+    """Stage 4 (with a backend): the keeper that claims the cluster's lowest free ID."""
+    from .backends import Me
+    from .backends._keeper import Keeper
+
+    boot = _procfs.boot_id()
+    if held is not None:
+        st = os.fstat(held.fd)
+        here = _key("here", boot, st.st_dev, st.st_ino)
+    else:
+        here = _key("here", boot, os.getpid())
+    me = Me(
+        namespace=plan.namespace,
+        host=os.uname().nodename,
+        pid=os.getpid(),
+        here=here,
+        local=held.worker_id if held is not None else None,
+    )
+    return Keeper(
+        url,
+        me,
+        count=settings.worker_count,
+        max_slots=plan.max_slots,
+        settle_timeout=plan.settle_timeout,
+        on_change=_on_cluster_change,
+    )
+
+
+def _overlay(base: Identity, keeper: Keeper, state: State) -> Identity:
+    """``base`` with what the backend lets this worker answer now."""
+    count, count_source = base.worker_count, base.worker_count_source
+    if count_source is None and state.live:
+        count, count_source = state.live, keeper.url.engine
+    return dataclasses.replace(
+        base,
+        worker_id=state.worker_id,
+        worker_id_source=keeper.url.engine if state.worker_id is not None else None,
+        fencing_token=state.token,
+        worker_count=count,
+        worker_count_source=count_source,
+        degraded=(*base.degraded, state.reason) if state.reason else base.degraded,
+    )
+
+
+def _on_cluster_change(keeper: Keeper, state: State) -> None:
+    """The keeper's callback (its thread): publish what the worker may answer now."""
+    global _cached
+    # Not a plain `with _lock`: configure() and a master's fork stop the
+    # keeper while holding the lock, and wait for this thread.
+    while not _lock.acquire(timeout=0.05):
+        if keeper is not _proc.keeper:
+            return
+    try:
+        if keeper is not _proc.keeper or _proc.base is None or _cached is None:
+            return
+        _cached = ident = _overlay(_proc.base, keeper, state)
+        callback = _proc.explicit.on_change
+    finally:
+        _lock.release()
+    if callback is not None:
+        try:
+            callback(ident)
+        except Exception:
+            log.exception("workerid: the on_change callback failed")
 
 
 def _as_helper(settings: Settings) -> _Built | None:
@@ -401,6 +508,15 @@ def _as_helper(settings: Settings) -> _Built | None:
         generation = _name_run(det, []).key
         start = next((e.start for e in ledger.entries if e.run == generation), None)
     degraded = []
+    if settings.backend is not None and holding is not None:
+        # its worker's cluster ID is not readable from outside (only its
+        # local one is); a helper forked after the worker's first call
+        # inherits the cluster ID instead (_after_fork_child)
+        degraded.append(
+            f"helper of worker pid {found.worker}: with a backend its worker ID is the "
+            "cluster's, which a helper started this way cannot read; worker_id is None"
+        )
+        holding = dataclasses.replace(holding, worker_id=None)
     if holding is None:
         degraded.append(
             f"forked by worker pid {found.worker} before it had a worker ID: this helper has "
@@ -417,7 +533,7 @@ def _as_helper(settings: Settings) -> _Built | None:
         loader=det.loader if det else "generic",
         namespace=namespace,
         lock_dir=lock_dir,
-        worker_id_source="lock" if holding else None,
+        worker_id_source="lock" if holding and holding.worker_id else None,
         worker_count_source=count_source if count is not None else None,
         start_time_source="lock" if holding and start else ("ledger" if start else None),
         degraded=tuple(degraded),
@@ -474,9 +590,13 @@ def _resolve() -> Identity:
         for reason in built.identity.degraded:
             warn(reason)
         _proc.held, _proc.ns_dir, _proc.top = built.held, built.ns_dir, built.top
-        _live_count = loaders.live_count(built.identity.loader)
+        _proc.keeper, _proc.base = built.keeper, built.base
+        # under a backend the count is the cluster's, not the local server's
+        _live_count = None if built.keeper else loaders.live_count(built.identity.loader)
         if built.cacheable:
             _cached = built.identity
+        if built.keeper is not None:
+            built.keeper.start()
         return built.identity
 
 
@@ -495,6 +615,11 @@ def peek() -> Identity:
 
 
 def _drop_slot() -> None:
+    # the cluster's claim first: a local successor that finds the local ID
+    # free may take the cluster ID over (etcd), so it must be given up by then
+    keeper, _proc.keeper, _proc.base = _proc.keeper, None, None
+    if keeper is not None:
+        keeper.stop()
     if _proc.held is not None:
         _slots.release(_proc.held)
         _proc.held = None
@@ -538,6 +663,11 @@ def _after_fork_parent() -> None:
 def _after_fork_child() -> None:
     global _lock, _cached
     _lock = threading.RLock()
+    if _proc.keeper is not None:
+        # No thread survives a fork; the child must not keep the parent's
+        # connection (the engine would not see the worker die) nor use it.
+        _proc.keeper.after_fork_in_child()
+        _proc.keeper, _proc.base = None, None
     if _proc.held is not None:
         # The child holds no record lock (they are not inherited); the
         # descriptor is just a leftover. Closing it cannot touch the parent.
@@ -629,8 +759,15 @@ def configure(
     worker_count: int | None = None,
     max_slots: int | None = None,
     settle_timeout: float | None = None,
+    backend: str | None = None,
+    on_change: Callable[[Identity], None] | None = None,
 ) -> None:
     """Set values explicitly; they beat ``WORKERID_*`` and detection.
+
+    ``backend`` (``postgresql://user:pass@host/db``, ``etcd://host:2379``)
+    makes worker IDs unique across every host of the namespace (see the
+    guide); ``on_change`` is called, from workerid's keep-alive thread, with
+    the new :class:`Identity` whenever the backend claim is lost or taken again.
 
     Call it before the first ``worker_id()`` (at import of your WSGI module);
     calling it later gives back this process's slot and elects again on the
@@ -644,6 +781,8 @@ def configure(
         worker_count=worker_count,
         max_slots=max_slots,
         settle_timeout=settle_timeout,
+        backend=backend,
+        on_change=on_change,
     )
     with _lock:
         _proc.explicit = settings
@@ -667,7 +806,9 @@ def holds_slot() -> bool:
     the predecessor's lock only when it died (the Neutron hash-ring takeover
     relies on this).
     """
-    identity()
+    ident = identity()
+    if _proc.keeper is not None:
+        return _proc.held is not None and ident.worker_id is not None
     return _proc.held is not None
 
 

@@ -91,6 +91,13 @@ def _dump(data: Any) -> None:
 def _cmd_status(args: argparse.Namespace) -> int:
     from . import _config, status
 
+    if args.backend:  # the cluster's holders, from the engine (issue 13)
+        found = status.scan_backend(args.backend)
+        if args.json:
+            _dump(found)
+        else:
+            print(status.format_backend_text(found))
+        return 1 if found["errors"] else 0
     lock_dir = args.dir or os.environ.get(_config.ENV_DIR) or _config.default_lock_dir()
     report = status.scan(lock_dir)
     if args.json:
@@ -231,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dir", help="lock directory (default: WORKERID_DIR or the per-user default)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--backend",
+        metavar="URL",
+        help="list the holders of a backend (postgresql://..., etcd://...) instead",
+    )
     p.set_defaults(func=_cmd_status)
 
     p = _add(

@@ -182,3 +182,50 @@ def format_text(report: dict[str, Any]) -> str:
                 f"{slot.get('command') or slot['cmdline']}"
             )
     return "\n".join(lines)
+
+
+def scan_backend(url: str, namespace: str | None = None) -> dict[str, Any]:
+    """Who holds which worker ID in a backend (``workerid status --backend URL``)."""
+    from . import backends
+
+    report: dict[str, Any] = {"backend": url, "holders": [], "errors": []}
+    try:
+        parsed = backends.parse(url)
+    except (TypeError, ValueError) as exc:
+        report["errors"].append(str(exc))
+        return report
+    report["backend"] = parsed.safe
+    try:
+        engine = backends.connect(parsed, timeout=5.0)
+    except backends.BackendError as exc:
+        report["errors"].append(str(exc))
+        return report
+    try:
+        report["holders"] = engine.holders(namespace)
+    except backends.BackendError as exc:
+        report["errors"].append(str(exc))
+    finally:
+        engine.close()
+    return report
+
+
+def format_backend_text(report: dict[str, Any]) -> str:
+    lines = [f"backend: {report['backend']}"]
+    lines += [f"  error: {e}" for e in report["errors"]]
+    if not report["holders"] and not report["errors"]:
+        lines.append("  (no live holders)")
+    namespace = None
+    for row in report["holders"]:
+        if row["namespace"] != namespace:
+            namespace = row["namespace"]
+            lines.append(f"namespace {namespace}:")
+        if "lease_ttl_left" in row:
+            age = f"lease {row.get('lease') or '-'} ttl left {row['lease_ttl_left']}s"
+        else:
+            beat = row.get("last_beat_ago")
+            age = f"last beat {beat if beat is not None else '-'}s ago"
+        lines.append(
+            f"    worker {row['worker_id']:>3}  host {row['host']}  pid {row['pid']:>7}  "
+            f"token {row['fencing_token']}  held {row['held_for']}s  {age}"
+        )
+    return "\n".join(lines)

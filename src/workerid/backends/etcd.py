@@ -1,0 +1,245 @@
+"""etcd (v3 API through its gRPC gateway, ``/v3/``): worker ID ``i`` is a key held by a lease.
+
+Key ``workerid/<namespace>/id/<i>`` is created by a transaction guarded by
+``create_revision == 0`` (nobody holds it) and attached to this worker's
+lease, which the keeper refreshes; the key goes when the lease expires (the
+worker died, or is cut off) or is revoked (the worker gave the ID up).
+
+The fencing token is the key's ``mod_revision`` after the claim: the
+cluster-wide revision of the transaction that wrote it, so it strictly
+increases with every claim of any ID, takeovers included.
+
+Takeover on the same host: a worker that was ``kill -9``'ed leaves its key
+until its lease's TTL runs out. Its value names the host's local ID space
+(``here``: boot id and ``slots.lock`` inode) and the local worker ID the dead
+worker held there. A worker that holds that same local ID now has proof, from
+the kernel, that the writer is dead, and takes the key over at once with a
+transaction guarded by the key's ``mod_revision`` (it is still the dead
+worker's record), then revokes the dead lease.
+
+etcd3gw (OpenStack's client, the one tooz uses) speaks HTTP/JSON to the
+gateway and works with Debian 12's etcd 3.4 (it discovers ``/v3/``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+from typing import Any
+
+import etcd3gw
+import requests
+from etcd3gw import exceptions as etcd_exc
+from etcd3gw.utils import _encode
+
+from . import BackendError, BackendURL, Claim, ClaimLost, Engine, Me
+
+PREFIX = "workerid/"
+
+
+def _prefix(namespace: str) -> str:
+    return f"{PREFIX}{namespace}/id/"
+
+
+def _key(namespace: str, worker_id: int) -> str:
+    return f"{_prefix(namespace)}{worker_id:05d}"
+
+
+def _range_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class Etcd(Engine):
+    name = "etcd"
+
+    def __init__(self, url: BackendURL, *, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(url.url)
+        self.url = url
+        self.timeout = timeout
+        self.ttl = max(2, math.ceil(url.lease))
+        self.client = etcd3gw.Etcd3Client(
+            host=parts.hostname or "localhost",
+            port=parts.port or 2379,
+            protocol="https" if parts.scheme == "etcd+https" else "http",
+            timeout=timeout,
+            api_path=url.options.get("api_path"),
+        )
+        self.lease_id: int | None = None
+        self.key: str | None = None
+        self.namespace: str | None = None
+        self._call(lambda: self.client.api_path)  # discovers /v3/ (etcd >= 3.4)
+
+    def _call(self, fn: Any, timeout: float | None = None) -> Any:
+        self.client.timeout = self.timeout if timeout is None else max(0.05, timeout)
+        try:
+            return fn()
+        except (etcd_exc.Etcd3Exception, requests.RequestException, OSError, ValueError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            name = type(exc).__name__
+            if isinstance(exc, etcd_exc.ConnectionFailedError | requests.ConnectionError):
+                name = f"cannot connect ({name})"
+            raise BackendError(
+                f"{self.url.safe}: {name}{': ' if text else ''}{text[:300]}"
+            ) from None
+
+    def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
+        return self._call(lambda: self.client.post(self.client.get_url(path), json=body), timeout)
+
+    def claim(self, me: Me, limit: int) -> Claim | None:
+        if self.lease_id is None:
+            got = self._post("/lease/grant", {"TTL": self.ttl, "ID": 0})
+            self.lease_id = int(got["ID"])
+        value = json.dumps(
+            {
+                "host": me.host,
+                "pid": me.pid,
+                "here": me.here,
+                "local": me.local,
+                "lease": f"{self.lease_id:x}",
+                "at": int(time.time()),
+            },
+            sort_keys=True,
+        )
+        prefix = _prefix(me.namespace)
+        for _round in range(20):
+            held: dict[int, tuple[dict[str, Any], str, str | None]] = {}
+            got = self._post(
+                "/kv/range", {"key": _encode(prefix), "range_end": _encode(_range_end(prefix))}
+            )
+            for item in got.get("kvs", []):
+                key = etcd3gw.utils._decode(item["key"]).decode()
+                try:
+                    wid = int(key.rsplit("/", 1)[1])
+                    record = json.loads(etcd3gw.utils._decode(item.get("value", "")))
+                except (ValueError, IndexError):
+                    continue
+                held[wid] = (record, item["mod_revision"], item.get("lease"))
+            dead = next(
+                (
+                    (wid, rec)
+                    for wid, rec in sorted(held.items())
+                    if wid <= limit
+                    and me.local is not None
+                    and rec[0].get("here") == me.here
+                    and rec[0].get("local") == me.local
+                ),
+                None,
+            )
+            if dead is not None:
+                wid, (record, mod, old_lease) = dead
+                compare: dict[str, object] = {
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": mod,
+                }
+                note = (
+                    f"took worker ID {wid} over from pid {record.get('pid')} on this host "
+                    f"(its local ID {me.local} is ours now, so it is dead), without waiting "
+                    "for its lease to expire"
+                )
+            else:
+                wid = next((i for i in range(1, limit + 1) if i not in held), 0)
+                if not wid:
+                    return None
+                compare = {"target": "CREATE", "result": "EQUAL", "create_revision": 0}
+                old_lease, note = None, None
+            key = _key(me.namespace, wid)
+            txn = {
+                "compare": [{"key": _encode(key), **compare}],
+                "success": [
+                    {
+                        "request_put": {
+                            "key": _encode(key),
+                            "value": _encode(value),
+                            "lease": self.lease_id,
+                        }
+                    }
+                ],
+                "failure": [],
+            }
+            result = self._call(lambda t=txn: self.client.transaction(t))
+            if not result.get("succeeded"):
+                continue  # somebody else was quicker: look again
+            self.key, self.namespace = key, me.namespace
+            if old_lease:
+                try:  # tidy: the dead worker's lease holds nothing now
+                    self._post("/kv/lease/revoke", {"ID": int(old_lease)}, timeout=1.0)
+                except BackendError:
+                    pass
+            return Claim(wid, int(result["header"]["revision"]), took_over=note)
+        raise BackendError(f"{self.url.safe}: 20 claim transactions lost their race in a row")
+
+    def beat(self, timeout: float | None = None) -> int:
+        if self.lease_id is None or self.key is None or self.namespace is None:
+            raise ClaimLost("no claim is held")
+        got = self._post("/lease/keepalive", {"ID": self.lease_id}, timeout)
+        ttl = int(got.get("result", {}).get("TTL", -1))
+        if ttl <= 0:
+            raise ClaimLost(f"{self.url.safe}: lease {self.lease_id:x} expired")
+        prefix = _prefix(self.namespace)
+        count = self._post(
+            "/kv/range",
+            {"key": _encode(prefix), "range_end": _encode(_range_end(prefix)), "count_only": True},
+            timeout,
+        )
+        mine = self._post("/kv/range", {"key": _encode(self.key)}, timeout)
+        kvs = mine.get("kvs", [])
+        if not kvs or int(kvs[0].get("lease", 0)) != self.lease_id:
+            raise ClaimLost(f"{self.url.safe}: {self.key} is no longer held by this worker")
+        return int(count.get("count", 0))
+
+    def release(self) -> None:
+        lease, self.lease_id, self.key = self.lease_id, None, None
+        if lease is not None:
+            try:
+                self._post("/kv/lease/revoke", {"ID": lease}, timeout=1.0)
+            except BackendError:
+                pass
+
+    def close(self) -> None:
+        self.release()
+        self.client.session.close()
+
+    def after_fork_in_child(self) -> None:
+        self.lease_id, self.key = None, None
+
+    def holders(self, namespace: str | None) -> list[dict[str, Any]]:
+        prefix = _prefix(namespace) if namespace else PREFIX
+        got = self._post(
+            "/kv/range", {"key": _encode(prefix), "range_end": _encode(_range_end(prefix))}
+        )
+        rows = []
+        now = time.time()
+        for item in got.get("kvs", []):
+            key = etcd3gw.utils._decode(item["key"]).decode()
+            parts = key.split("/")
+            try:
+                record = json.loads(etcd3gw.utils._decode(item.get("value", "")))
+                wid = int(parts[-1])
+            except (ValueError, IndexError):
+                continue
+            lease = int(item.get("lease", 0))
+            ttl = None
+            if lease:
+                info = self._post("/kv/lease/timetolive", {"ID": lease})
+                ttl = int(info.get("TTL", -1))
+            rows.append(
+                {
+                    "namespace": "/".join(parts[1:-2]),
+                    "worker_id": wid,
+                    "fencing_token": int(item["mod_revision"]),
+                    "host": record.get("host"),
+                    "pid": record.get("pid"),
+                    "local_worker_id": record.get("local"),
+                    "held_for": round(now - float(record.get("at", now)), 1),
+                    "lease": f"{lease:x}" if lease else None,
+                    "lease_ttl_left": ttl,
+                }
+            )
+        return rows
+
+
+def connect(url: BackendURL, *, timeout: float) -> Etcd:
+    return Etcd(url, timeout=timeout)
