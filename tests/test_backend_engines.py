@@ -29,27 +29,10 @@ from typing import Any
 import pytest
 
 from helpers import HERE, alive, duplicates, env_for, read_json, wait_for
-from helpers.engines import Etcd, Postgres, Proxy, etcd_missing, pg_missing
+from helpers.engines import ENGINES, Etcd, Postgres, Proxy
 
 LEASE = 3.0
 SERVER = str(HERE / "backendserver.py")
-
-ENGINES = [
-    pytest.param(
-        "postgresql",
-        marks=[
-            pytest.mark.postgresql,
-            pytest.mark.skipif(bool(pg_missing()), reason=pg_missing() or ""),
-        ],
-    ),
-    pytest.param(
-        "etcd",
-        marks=[
-            pytest.mark.etcd,
-            pytest.mark.skipif(bool(etcd_missing()), reason=etcd_missing() or ""),
-        ],
-    ),
-]
 
 
 @pytest.fixture(scope="module", params=ENGINES)

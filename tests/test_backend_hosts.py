@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from helpers import HERE, children_of, duplicates, env_for, ns_pids, read_json, wait_for
-from helpers.engines import Etcd, Postgres, Proxy, etcd_missing, pg_missing
+from helpers.engines import ENGINES, Etcd, Postgres, Proxy
 from helpers.serving import free_port
 
 LEASE = 3.0
@@ -49,23 +49,6 @@ def _missing() -> str | None:
 pytestmark = [
     pytest.mark.servers,
     pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
-]
-
-ENGINES = [
-    pytest.param(
-        "postgresql",
-        marks=[
-            pytest.mark.postgresql,
-            pytest.mark.skipif(bool(pg_missing()), reason=pg_missing() or ""),
-        ],
-    ),
-    pytest.param(
-        "etcd",
-        marks=[
-            pytest.mark.etcd,
-            pytest.mark.skipif(bool(etcd_missing()), reason=etcd_missing() or ""),
-        ],
-    ),
 ]
 
 

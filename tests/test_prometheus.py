@@ -112,6 +112,7 @@ def test_replacements_continue_their_predecessors_files(tmp_path: Path) -> None:
         def serve():
             for _ in range(10):
                 REQUESTS.inc()
+            time.sleep(0.3)  # live beside the next ones: 3 at a time, as a server's
             os.write(w, (key() + "\\n").encode())
         r, w = os.pipe()
         live = [fork(serve) for _ in range(3)]

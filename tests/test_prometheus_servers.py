@@ -260,6 +260,26 @@ def test_gunicorn_preload_master_leaves_no_files(shared_tmp: Path) -> None:
     assert all(k.key.startswith("w") for k in inspect(site.metrics)), inspect(site.metrics)
 
 
+@pytest.mark.skipif(find_program("uvicorn") is None, reason="uvicorn not installed")
+def test_uvicorn_limit_max_requests_counts_exactly_with_worker_keys(shared_tmp: Path) -> None:
+    # uvicorn's workers are multiprocessing spawn children of its supervisor,
+    # which replaces each one after --limit-max-requests: workers, not helpers.
+    site = Site(shared_tmp, "uvicorn", "workerid")
+    uvicorn = find_program("uvicorn")
+    argv = [str(uvicorn), "--workers", str(WORKERS), "--limit-max-requests", str(MAX_REQUESTS),
+            "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(site.port),
+            "--no-access-log", "promapp:application"]  # fmt: skip
+    with serving(argv, site.root, site.env, site.log) as proc:
+        site.ready(proc)
+        answered = 1 + hammer(site.port, 1000, None)
+        total = metric(site.port, "app_requests_total")
+    keys = {k.key for k in inspect(site.metrics)}
+    print(f"\nuvicorn: {answered} answered, counted {total}, keys {sorted(keys)}")
+    assert total == answered
+    assert all(k.startswith("w") for k in keys), sorted(keys)
+    assert db_count(site.metrics) <= BOUND
+
+
 @pytest.mark.skipif(find_program("uwsgi") is None, reason="uWSGI not installed")
 def test_uwsgi_forking_in_c_counts_exactly_with_worker_keys(shared_tmp: Path) -> None:
     # uWSGI loads the app in its master (no lazy-apps) and forks the workers

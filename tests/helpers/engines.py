@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from helpers.serving import free_port
 
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
@@ -71,8 +73,53 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> No
         proc.wait()
 
 
-class Postgres:
+#: the engines as pytest parameters, each skipped where it is not installed
+ENGINES = [
+    pytest.param(
+        "postgresql",
+        marks=[
+            pytest.mark.postgresql,
+            pytest.mark.skipif(bool(pg_missing()), reason=pg_missing() or ""),
+        ],
+    ),
+    pytest.param(
+        "etcd",
+        marks=[
+            pytest.mark.etcd,
+            pytest.mark.skipif(bool(etcd_missing()), reason=etcd_missing() or ""),
+        ],
+    ),
+]
+
+
+class _Engine:
+    """What both engines share: a data directory, a process, a stop signal."""
+
+    dir: Path
+    proc: subprocess.Popen[bytes] | None
+    #: the signal that stops the engine cleanly
+    stop_signal = signal.SIGTERM
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        _stop(self.proc, self.stop_signal)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres(_Engine):
     """One PostgreSQL cluster (initdb once; start/stop/restart keep its data)."""
+
+    stop_signal = signal.SIGINT  # fast shutdown: sessions are ended
 
     def __init__(self) -> None:
         assert PG_BIN is not None
@@ -133,20 +180,8 @@ class Postgres:
         # listening is not yet accepting logins (startup recovery)
         time.sleep(0.3)
 
-    def stop(self) -> None:
-        _stop(self.proc, signal.SIGINT)  # fast shutdown: sessions are ended
-        self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Etcd:
+class Etcd(_Engine):
     """One single-member etcd (3.4 here: the gateway is at /v3/)."""
 
     def __init__(self) -> None:
@@ -206,18 +241,6 @@ class Etcd:
             if time.monotonic() > deadline:
                 raise AssertionError("etcd did not become healthy")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Proxy:
