@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from helpers import HERE, alive, duplicates, env_for, read_json, wait_for
-from helpers.engines import ENGINES, Etcd, Postgres, Proxy
+from helpers import HERE, alive, env_for, read_json, wait_for
+from helpers.engines import ENGINES, Etcd, Postgres, Proxy, Sampler, start_engine
 
 LEASE = 3.0
 SERVER = str(HERE / "backendserver.py")
@@ -37,7 +36,7 @@ SERVER = str(HERE / "backendserver.py")
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[Postgres | Etcd]:
-    server: Postgres | Etcd = Postgres() if request.param == "postgresql" else Etcd()
+    server = start_engine(request.param)
     yield server
     server.destroy()
 
@@ -82,40 +81,12 @@ class Host:
                 self.proc.wait()
 
 
-class Sampler(threading.Thread):
-    """Checks, every few ms, that no two live workers of any host answer one ID."""
-
-    def __init__(self, hosts: list[Host]) -> None:
-        super().__init__(daemon=True)
-        self.hosts = hosts
-        self.violations: list[dict[int, list[int]]] = []
-        self.samples = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            live = [r for h in list(self.hosts) for r in h.reports()]
-            dup = duplicates(live)
-            if dup:
-                # read again: a report may be a few ms old (written on change)
-                time.sleep(0.02)
-                again = duplicates([r for h in list(self.hosts) for r in h.reports()])
-                if again:
-                    self.violations.append(again)
-            self.samples += 1
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
-
-
 @pytest.fixture
 def cluster(engine: Postgres | Etcd, tmp_path: Path) -> Iterator[Any]:
     namespace = f"t{uuid.uuid4().hex[:10]}"
     hosts: list[Host] = []
     proxies: list[Proxy] = []
-    sampler = Sampler(hosts)
+    sampler = Sampler(hosts, interval=0.005, join=5)
 
     class Cluster:
         def __init__(self) -> None:

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from helpers import HERE, children_of, duplicates, env_for, ns_pids, read_json, wait_for
-from helpers.engines import ENGINES, Etcd, Postgres, Proxy
+from helpers import HERE, children_of, env_for, ns_pids, read_json, wait_for
+from helpers.engines import ENGINES, Etcd, Postgres, Proxy, Sampler, start_engine
 from helpers.serving import free_port
 
 LEASE = 3.0
@@ -101,39 +100,13 @@ class Host:
             self.proc.wait()
 
 
-class Sampler(threading.Thread):
-    def __init__(self, hosts: list[Host]) -> None:
-        super().__init__(daemon=True)
-        self.hosts = hosts
-        self.violations: list[Any] = []
-        self.samples = 0
-        self._halt = threading.Event()
-
-    def _live(self) -> list[dict[str, Any]]:
-        return [r for h in list(self.hosts) for r in h.reports()]
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            if duplicates(self._live()):
-                time.sleep(0.02)  # a report is rewritten within 10 ms of a change
-                again = duplicates(self._live())
-                if again:
-                    self.violations.append(again)
-            self.samples += 1
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
-
-
 def _ids(reports: list[dict[str, Any]]) -> list[int]:
     return sorted(r["worker_id"] for r in reports if r["worker_id"] is not None)
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[Postgres | Etcd]:
-    server: Postgres | Etcd = Postgres() if request.param == "postgresql" else Etcd()
+    server = start_engine(request.param)
     yield server
     server.destroy()
 
@@ -142,7 +115,7 @@ def test_three_hosts_of_gunicorn_w4(engine: Postgres | Etcd, tmp_path: Path) -> 
     namespace = f"h{uuid.uuid4().hex[:10]}"
     proxies = [Proxy(engine.port) for _ in range(3)]
     hosts: list[Host] = []
-    sampler = Sampler(hosts)
+    sampler = Sampler(hosts, interval=0.01, join=10)
     sampler.start()
     try:
         for i, proxy in enumerate(proxies, 1):

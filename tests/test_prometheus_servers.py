@@ -148,6 +148,14 @@ def apache_graceful(site: Site) -> None:
     os.kill(pid, signal.SIGUSR1)
 
 
+def _count(site: Site, argv: list[str], requests: int) -> tuple[int, float | None]:
+    """Serve ``argv``, send ``requests`` requests: (answered, the scraped counter total)."""
+    with serving(argv, site.root, site.env, site.log) as proc:
+        site.ready(proc)
+        answered = 1 + hammer(site.port, requests, None)  # + the readiness probe
+        return answered, metric(site.port, "app_requests_total")
+
+
 def _recycle_run(tmp: Path, server: str, keying: str) -> tuple[int, float | None, int, int]:
     """(answered, scraped total, .db files, keys) of one server under 10,000 requests."""
     site = Site(tmp, f"{server}-{keying}", keying)
@@ -269,10 +277,7 @@ def test_uvicorn_limit_max_requests_counts_exactly_with_worker_keys(shared_tmp: 
     argv = [str(uvicorn), "--workers", str(WORKERS), "--limit-max-requests", str(MAX_REQUESTS),
             "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(site.port),
             "--no-access-log", "promapp:application"]  # fmt: skip
-    with serving(argv, site.root, site.env, site.log) as proc:
-        site.ready(proc)
-        answered = 1 + hammer(site.port, 1000, None)
-        total = metric(site.port, "app_requests_total")
+    answered, total = _count(site, argv, 1000)
     keys = {k.key for k in inspect(site.metrics)}
     print(f"\nuvicorn: {answered} answered, counted {total}, keys {sorted(keys)}")
     assert total == answered
@@ -290,10 +295,7 @@ def test_uwsgi_forking_in_c_counts_exactly_with_worker_keys(shared_tmp: Path) ->
             "--max-requests", str(MAX_REQUESTS), "--http-socket", f"127.0.0.1:{site.port}",
             "--wsgi-file", str(site.root / "promapp.py"), "--need-app",
             "--die-on-term", "--disable-logging"]  # fmt: skip
-    with serving(argv, site.root, site.env, site.log) as proc:
-        site.ready(proc)
-        answered = 1 + hammer(site.port, 2000, None)
-        total = metric(site.port, "app_requests_total")
+    answered, total = _count(site, argv, 2000)
     keys = {k.key for k in inspect(site.metrics)}
     print(f"\nuwsgi: {answered} answered, counted {total}, keys {sorted(keys)}")
     assert total == answered
@@ -306,10 +308,7 @@ def test_gunicorn_with_an_unusable_lock_dir_counts_every_request(shared_tmp: Pat
     blocker = shared_tmp / "not-a-dir"
     blocker.write_text("")
     site = Site(shared_tmp, "gunicorn-degraded", "workerid", WORKERID_DIR=str(blocker))
-    with serving(gunicorn_argv(site), site.root, site.env, site.log) as proc:
-        site.ready(proc)
-        answered = 1 + hammer(site.port, 2000, None)
-        total = metric(site.port, "app_requests_total")
+    answered, total = _count(site, gunicorn_argv(site), 2000)
     assert total == answered
     assert all(k.key.isdigit() for k in inspect(site.metrics))
     assert "prometheus_client files keyed by" in site.log.read_text()

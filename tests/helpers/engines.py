@@ -24,10 +24,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from helpers import duplicates
 from helpers.serving import free_port
 
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
@@ -323,3 +326,43 @@ class Proxy:
             with contextlib.suppress(OSError):
                 sock.close()
         self.listener.close()
+
+
+class Sampler(threading.Thread):
+    """Checks, every ``interval`` seconds, that no two live workers of any host answer one ID.
+
+    ``hosts`` is read afresh at each sample (a test appends to it as it starts
+    hosts); each host's ``reports()`` are its live workers' identities. A
+    duplicate counts only if it is still there 20 ms later: a report is
+    rewritten within 10 ms of a change, so one read may be a few ms old.
+    """
+
+    def __init__(self, hosts: Sequence[Any], *, interval: float, join: float) -> None:
+        super().__init__(daemon=True)
+        self.hosts = hosts
+        self.interval, self.join_timeout = interval, join
+        self.violations: list[dict[int, list[int]]] = []
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def _live(self) -> list[dict[str, Any]]:
+        return [r for h in list(self.hosts) for r in h.reports()]
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            if duplicates(self._live()):
+                time.sleep(0.02)
+                again = duplicates(self._live())
+                if again:
+                    self.violations.append(again)
+            self.samples += 1
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(self.join_timeout)
+
+
+def start_engine(name: str) -> Postgres | Etcd:
+    """A fresh engine of the ``ENGINES`` parameter ``name``."""
+    return Postgres() if name == "postgresql" else Etcd()
