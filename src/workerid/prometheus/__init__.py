@@ -131,7 +131,7 @@ def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> l
         return []
     removed: list[str] = []
     try:
-        _, locks = _files.scan(where)
+        locks = _files.scan(where).locks
     except OSError:
         return removed
     for key in sorted(locks):

@@ -75,17 +75,6 @@ def parse_db(name: str) -> tuple[str, str | None, str] | None:
     return parts[0], None, parts[1]
 
 
-def not_regular(path: str, key: str) -> list[str]:
-    """``key``'s metric file names that are something else than a regular file."""
-    odd = []
-    suffix = f"_{key}.db"
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.name.endswith(suffix) and not entry.is_file(follow_symlinks=False):
-                odd.append(entry.name)
-    return sorted(odd)
-
-
 def lock_name(key: str) -> str:
     return f"{LOCK_PREFIX}{key}{LOCK_SUFFIX}"
 
@@ -97,10 +86,27 @@ def key_of_lock(name: str) -> str | None:
     return None
 
 
-def scan(path: str) -> tuple[list[DbFile], set[str]]:
-    """The metric files (regular files only) and the keys with a lock file."""
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """One read of a directory: what ``scan`` found."""
+
+    #: the metric files (regular files only)
+    files: list[DbFile]
+    #: the keys with a lock file
+    locks: set[str]
+    #: (name, key) of metric names that are not regular files (a FIFO, a symlink)
+    odd: list[tuple[str, str]]
+
+    def odd_of(self, key: str) -> list[str]:
+        """``key``'s metric names that are something else than a regular file."""
+        return sorted(name for name, k in self.odd if k == key)
+
+
+def scan(path: str) -> Listing:
+    """Read ``path`` once: metric files, keys with a lock file, names that are not files."""
     files: list[DbFile] = []
     locks: set[str] = set()
+    odd: list[tuple[str, str]] = []
     with os.scandir(path) as entries:
         for entry in entries:
             key = key_of_lock(entry.name)
@@ -115,9 +121,10 @@ def scan(path: str) -> tuple[list[DbFile], set[str]]:
             except FileNotFoundError:
                 continue
             if not stat.S_ISREG(st.st_mode):
+                odd.append((entry.name, parsed[2]))
                 continue
             files.append(DbFile(entry.name, *parsed, st.st_size))
-    return files, locks
+    return Listing(files, locks, odd)
 
 
 _WRLOCK = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)

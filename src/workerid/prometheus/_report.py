@@ -45,7 +45,8 @@ class Key:
 def inspect(path: str | os.PathLike[str]) -> list[Key]:
     """Every key in ``path``, with its files and whether it is live. Changes nothing."""
     where = os.fspath(path)
-    files, locks = _files.scan(where)
+    listing = _files.scan(where)
+    files, locks = listing.files, listing.locks
     by_key: dict[str, list[_files.DbFile]] = {}
     for f in files:
         by_key.setdefault(f.key, []).append(f)

@@ -165,9 +165,12 @@ def _take_key(found: tuple[str, str | None] | None = None) -> None:
     path = _directory()
     key, reason = found or compute_key()
     fd: int | None = None
+    listing: _files.Listing | None = None
     try:
         fd = _files.acquire(path, key)
-        odd = _files.not_regular(path, key) if fd is not None else []
+        # one read of the directory: the check of this key's names, then the sweep
+        listing = _files.scan(path) if fd is not None else None
+        odd = listing.odd_of(key) if listing is not None else []
         if fd is None or odd:  # never share files, never open a FIFO or a symlink
             if fd is None:
                 reason = f"key {key} is in use by another live process (a second server "
@@ -184,7 +187,7 @@ def _take_key(found: tuple[str, str | None] | None = None) -> None:
     retired: list[str] = []
     if fd is not None:
         retired += _files.retire(path, key)  # its predecessor, provably dead
-        retired += sweep(path, own=key)
+        retired += sweep(path, own=key, listing=listing)
     for name, problem in _files.take_problems():
         _identity.warn(f"prometheus: cannot retire {name} in {path}: {problem}")
     _state.key, _state.reason, _state.lock_fd = key, reason, fd
@@ -198,15 +201,16 @@ def _take_key(found: tuple[str, str | None] | None = None) -> None:
         _identity.warn(f"prometheus_client files keyed by {key}: {reason}")
 
 
-def sweep(path: str, *, own: str | None) -> list[str]:
+def sweep(path: str, *, own: str | None, listing: _files.Listing | None = None) -> list[str]:
     """Retire the live gauges of every dead key in ``path`` (but ``own``)."""
     removed: list[str] = []
-    try:
-        files, locks = _files.scan(path)
-    except OSError:
-        return removed
-    with_live = {f.key for f in files if f.live}
-    for key in sorted((with_live & locks) - {own}):
+    if listing is None:
+        try:
+            listing = _files.scan(path)
+        except OSError:
+            return removed
+    with_live = {f.key for f in listing.files if f.live}
+    for key in sorted((with_live & listing.locks) - {own}):
         removed += _files.retire_if_dead(path, key) or []
     return removed
 
