@@ -14,6 +14,10 @@
 
     workerid.run_once("seed", fn)   # the same, returning an OnceResult
 
+    @workerid.once("migrate", scope="deploy")
+    def migrate(): ...          # once per deploy (WORKERID_DEPLOY), across hosts
+                                # with a backend (WORKERID_BACKEND)
+
 ``worker_id()`` and the other getters never raise (a missing value is
 ``None`` and ``identity().degraded`` says why); ``configure()`` raises on
 invalid arguments, and ``once`` raises ``OnceTimeout``/``OnceFailed`` when it
@@ -39,6 +43,7 @@ from ._once import (
     OnceTimeout,
     OnceUnavailable,
     Outcome,
+    Scope,
     once,
     run_once,
     try_once,
@@ -56,6 +61,7 @@ __all__ = [
     "OnceTimeout",
     "OnceUnavailable",
     "Outcome",
+    "Scope",
     "__version__",
     "configure",
     "identity",

@@ -30,6 +30,7 @@ ENV_NAMESPACE = "WORKERID_NAMESPACE"
 ENV_COUNT = "WORKERID_COUNT"
 ENV_MAX_SLOTS = "WORKERID_MAX_SLOTS"
 ENV_BACKEND = "WORKERID_BACKEND"
+ENV_DEPLOY = "WORKERID_DEPLOY"
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -51,6 +52,9 @@ class Settings:
     #: called from the keep-alive thread with the new Identity when the
     #: backend claim changes (lost, claimed again)
     on_change: Callable[[Any], None] | None = None
+    #: the user's name for this deploy (a release id): ``once(scope="deploy")``
+    #: runs once per (namespace, deploy, name), across hosts with a backend
+    deploy: str | None = None
     #: where each explicit value came from: "config" or "env"
     origin: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: environment values that were ignored, and why (they go to ``degraded``)
@@ -100,6 +104,22 @@ def safe_namespace(value: str) -> str:
     return cleaned or "default"
 
 
+#: longest deploy name (it goes into etcd keys and PostgreSQL rows as is)
+MAX_DEPLOY = 128
+
+
+def check_deploy(value: str) -> str:
+    """A deploy name: 1..128 printable characters, no spaces; raises ``ValueError``."""
+    deploy = value.strip()
+    if not deploy:
+        raise ValueError("deploy must not be empty")
+    if len(deploy) > MAX_DEPLOY:
+        raise ValueError(f"deploy must be at most {MAX_DEPLOY} characters, got {len(deploy)}")
+    if not deploy.isprintable() or any(c.isspace() for c in deploy):
+        raise ValueError(f"deploy {deploy!r} must be printable characters without spaces")
+    return deploy
+
+
 def _positive_int(name: str, raw: object, upper: int) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise TypeError(f"{name} must be an int, not {type(raw).__name__}")
@@ -122,6 +142,7 @@ def from_env(environ: Mapping[str, str], explicit: Settings) -> Settings:
             ENV_MAX_SLOTS,
             lambda v: _positive_int(ENV_MAX_SLOTS, v.strip(), MAX_MAX_SLOTS),
         ),
+        "deploy": (ENV_DEPLOY, check_deploy),
     }
     for field, (var, parse) in parsers.items():
         if values[field] is not None or not environ.get(var):
@@ -160,6 +181,7 @@ def explicit_settings(
     settle_timeout: float | None,
     backend: str | None = None,
     on_change: Callable[[Any], None] | None = None,
+    deploy: str | None = None,
 ) -> Settings:
     """Validate ``configure()`` arguments; raises ``TypeError``/``ValueError``.
 
@@ -216,6 +238,11 @@ def explicit_settings(
         origin["backend"] = "config"
     if on_change is not None and not callable(on_change):
         raise TypeError(f"on_change must be callable, not {type(on_change).__name__}")
+    if deploy is not None:
+        if not isinstance(deploy, str):
+            raise TypeError(f"deploy must be a str, not {type(deploy).__name__}")
+        deploy = check_deploy(deploy)  # "deploy ..."
+        origin["deploy"] = "config"
     return Settings(
         lock_dir=path,
         namespace=namespace,
@@ -224,5 +251,6 @@ def explicit_settings(
         settle_timeout=settle_timeout,
         backend=parsed,
         on_change=on_change,
+        deploy=deploy,
         origin=origin,
     )

@@ -63,6 +63,9 @@ class Identity:
     fencing_token: int | None = None
     #: the backend URL (password removed), ``None`` for the lock directory alone
     backend: str | None = None
+    #: the deploy's name (``WORKERID_DEPLOY``), what ``once(scope="deploy")``
+    #: keys on; ``None`` when none is set
+    deploy: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -389,6 +392,7 @@ def _build(explicit: Settings, *, readonly: bool = False) -> _Built:
         pid=os.getpid(),
         supervisor_pid=det.supervisor_pid,
         backend=settings.backend.safe if settings.backend is not None else None,
+        deploy=settings.deploy,
     )
     top = det.supervisor_pid is None and not plan.is_master
     if keeper is None or state is None:
@@ -540,6 +544,7 @@ def _as_helper(settings: Settings) -> _Built | None:
         pid=os.getpid(),
         supervisor_pid=det.supervisor_pid if det else None,
         inherited=True,
+        deploy=settings.deploy,
     )
     return _Built(ident, None, ns_dir if holding else usable, False, cacheable=holding is not None)
 
@@ -761,6 +766,7 @@ def configure(
     settle_timeout: float | None = None,
     backend: str | None = None,
     on_change: Callable[[Identity], None] | None = None,
+    deploy: str | None = None,
 ) -> None:
     """Set values explicitly; they beat ``WORKERID_*`` and detection.
 
@@ -768,6 +774,9 @@ def configure(
     makes worker IDs unique across every host of the namespace (see the
     guide); ``on_change`` is called, from workerid's keep-alive thread, with
     the new :class:`Identity` whenever the backend claim is lost or taken again.
+    ``deploy`` names this deploy (a release id every host of it agrees on):
+    ``once(name, scope="deploy")`` runs once per deploy, across the hosts of
+    the backend, or on this host without one.
 
     Call it before the first ``worker_id()`` (at import of your WSGI module);
     calling it later gives back this process's slot and elects again on the
@@ -783,6 +792,7 @@ def configure(
         settle_timeout=settle_timeout,
         backend=backend,
         on_change=on_change,
+        deploy=deploy,
     )
     with _lock:
         _proc.explicit = settings
@@ -790,6 +800,11 @@ def configure(
         _cached, _proc.ns_dir, _proc.top = None, None, False
         for forget in on_forget:
             forget()
+
+
+def settings() -> Settings:
+    """``configure()`` over the environment: what this process is set to (for ``once``)."""
+    return _config.from_env(os.environ, _proc.explicit)
 
 
 def state_dir() -> str | None:

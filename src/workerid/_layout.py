@@ -10,6 +10,8 @@
         slots.orphaned               present while live workers hold IDs in a removed slots.lock
         once.<name>.lock             record lock held while once(<name>) runs
         once.<name>.json             done-marker: the generation it last ran in, and how
+        deploy.<name>.lock, .json    the same for once(<name>, scope="deploy"): the
+                                     marker's "generation" is "deploy:<deploy>"
 
 ``slots.lock`` holds no data; only its record locks matter:
 
@@ -56,11 +58,16 @@ def run_offset(run: str) -> int:
     return RUN_BASE + (int(run[:16], 16) & ((1 << RUN_BITS) - 1)) * RUN_SPACING
 
 
-def once_stem(name: str) -> str:
-    """File stem for ``once(name)``: the name itself when it is safe, else a hash."""
+def once_stem(name: str, prefix: str = "once") -> str:
+    """File stem for ``once(name)``: the name itself when it is safe, else a hash.
+
+    ``prefix`` is ``"once"`` for once per server run and ``"deploy"`` for once
+    per deploy (``scope="deploy"`` without a backend): two families of files,
+    so one name can be used in both scopes.
+    """
     if _ONCE_SAFE.fullmatch(name) and not name.startswith("."):
-        return f"once.{name}"
+        return f"{prefix}.{name}"
     import hashlib
 
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return f"once.h-{digest}"
+    return f"{prefix}.h-{digest}"

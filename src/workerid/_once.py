@@ -65,9 +65,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, get_args
 
 from . import _identity, _layout, _reclock, _statefile
+
+if TYPE_CHECKING:
+    from .backends import BackendURL, OnceKey
 
 log = logging.getLogger("workerid")
 
@@ -113,6 +116,19 @@ class Outcome(str, enum.Enum):
 #: * ``"raise"``: raise :class:`OnceUnavailable`.
 Degraded = Literal["default", "worker1", "every", "skip", "raise"]
 _DEGRADED_MODES: frozenset[str] = frozenset(get_args(Degraded))
+
+#: what a ``once`` is once per:
+#:
+#: * ``"run"`` (the default): once per server run and namespace, on this host
+#:   (the lock directory), again after every restart;
+#: * ``"deploy"``: once per deploy (``WORKERID_DEPLOY`` / ``configure(deploy=)``,
+#:   a name every host of the deploy agrees on) and namespace: across every
+#:   host of the backend with one (``WORKERID_BACKEND``), else on this host,
+#:   and not again after a restart. Without a deploy name it raises
+#:   :class:`OnceUnavailable`; when it cannot be coordinated, ``degraded``'s
+#:   ``"default"`` means ``"raise"`` (nothing safe can be guessed for a fleet).
+Scope = Literal["run", "deploy"]
+_SCOPES: frozenset[str] = frozenset(get_args(Scope))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +187,8 @@ class OnceFailed(OnceError):
 
 
 class OnceUnavailable(OnceError):
-    """``degraded="raise"`` and there is no usable lock directory."""
+    """It cannot be coordinated and ``degraded="raise"`` (the default for
+    ``scope="deploy"``), or ``scope="deploy"`` has no deploy name."""
 
 
 # --- per-process state ---------------------------------------------------------
@@ -417,11 +434,62 @@ def _degraded_run(
 # --- the core ------------------------------------------------------------------------
 
 
-def _check(timeout: float | None, degraded: str) -> None:
+def _check(timeout: float | None, degraded: str, scope: str = "run") -> None:
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
     if degraded not in _DEGRADED_MODES:
         raise ValueError(f"degraded must be one of {sorted(_DEGRADED_MODES)}, not {degraded!r}")
+    if scope not in _SCOPES:
+        raise ValueError(f"scope must be one of {sorted(_SCOPES)}, not {scope!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Where:
+    """Where one call of a scope keeps its state."""
+
+    #: the name as given
+    name: str
+    #: this process's maps (_done, thread locks): the name, or "<name> (deploy <d>)"
+    key: str
+    #: what "done" is recorded against: the server run, or "deploy:<deploy>"
+    generation: str | None
+    #: the file family in the namespace directory (_layout.once_stem)
+    prefix: str
+    #: the degraded mode in force ("default" is "raise" for a deploy)
+    degraded: Degraded
+    #: a deploy across hosts: the backend and what it is once per
+    cluster: tuple[BackendURL, OnceKey] | None = None
+    #: WORKERID_BACKEND was refused: a deploy cannot be coordinated
+    refused: str | None = None
+
+
+def _where(name: str, scope: str, degraded: Degraded) -> _Where:
+    if scope == "run":
+        generation = _identity.identity().generation
+        return _Where(name, name, generation, "once", degraded)
+    settings = _identity.settings()
+    if settings.deploy is None:
+        raise OnceUnavailable(
+            name,
+            f"once({name!r}, scope='deploy') needs the deploy's name: set "
+            "WORKERID_DEPLOY=<release id> or configure(deploy=...)",
+        )
+    mode: Degraded = "raise" if degraded == "default" else degraded
+    where = _Where(
+        name,
+        f"{name} (deploy {settings.deploy})",
+        f"deploy:{settings.deploy}",
+        "deploy",
+        mode,
+        refused=settings.backend_error,
+    )
+    if settings.backend is not None:
+        from .backends import OnceKey
+
+        ident = _identity.identity()
+        key = OnceKey(ident.namespace, settings.deploy, name)
+        where = dataclasses.replace(where, cluster=(settings.backend, key))
+    return where
 
 
 def run_once(
@@ -431,6 +499,7 @@ def run_once(
     timeout: float | None = None,
     degraded: Degraded = "default",
     retry: bool = False,
+    scope: Scope = "run",
 ) -> OnceResult[R]:
     """Run ``fn()`` in exactly one worker per server run; say what happened.
 
@@ -441,22 +510,29 @@ def run_once(
     again here instead), ``DEGRADED`` without a usable lock directory (see
     :data:`Degraded`). If ``fn`` raises here, the failure is recorded for the
     waiters and the exception propagates. Pass arguments with a lambda or
-    :func:`functools.partial`.
+    :func:`functools.partial`. ``scope="deploy"``: once per deploy instead
+    (see :data:`Scope`).
     """
-    _check(timeout, degraded)
-    key = str(name)
-    generation = _identity.identity().generation
+    _check(timeout, degraded, scope)
+    where = _where(str(name), scope, degraded)
+    key, generation, degraded = where.key, where.generation, where.degraded
     if generation is not None and _done.get(key) == generation:
-        return OnceResult(key, Outcome.DONE)
+        return OnceResult(where.name, Outcome.DONE)
+    if where.refused is not None:
+        return _degraded_run(key, fn, degraded, where.refused, generation)
+    if where.cluster is not None:
+        from . import _deploy
+
+        return _deploy.run(where, fn, timeout=timeout, retry=retry)
     ns_dir = _identity.state_dir()
     stem = marker_path = seen = None
     if ns_dir is not None and generation is not None:
-        stem = os.path.join(ns_dir, _layout.once_stem(key))
+        stem = os.path.join(ns_dir, _layout.once_stem(where.name, where.prefix))
         marker_path = stem + ".json"
         # The failure (if any) known before waiting: one recorded after it is
         # the attempt this call waited for, which it must not repeat.
         seen = _read_marker(marker_path).failure(generation)
-    wait = _Wait(key, timeout)
+    wait = _Wait(where.name, timeout)
     tlock = _take_thread_lock(key, wait)
     if tlock is None:
         return _busy(wait, os.getpid(), "another thread of this process")
@@ -464,7 +540,7 @@ def run_once(
         if stem is None or marker_path is None or generation is None:
             return _degraded_run(key, fn, degraded, "no usable lock directory", generation)
         if _done.get(key) == generation:
-            return OnceResult(key, Outcome.DONE, waited=wait.waited)
+            return OnceResult(where.name, Outcome.DONE, waited=wait.waited)
         try:
             fd = _statefile.open_lock_file(stem + ".lock")
         except OSError as exc:
@@ -476,7 +552,7 @@ def run_once(
             marker = _read_marker(marker_path)
             if marker.done_in(generation):
                 _done[key] = generation
-                return OnceResult(key, Outcome.DONE, waited=wait.waited)
+                return OnceResult(where.name, Outcome.DONE, waited=wait.waited)
             failure = marker.failure(generation)
             if failure is not None and failure != seen and not retry:
                 log.warning(
@@ -486,14 +562,20 @@ def run_once(
                     marker.error,
                 )
                 return OnceResult(
-                    key,
+                    where.name,
                     Outcome.FAILED,
                     waited=wait.waited,
                     pid=marker.pid,
                     error=marker.error,
                 )
             return _run_locked(
-                key, fn, generation=generation, marker=marker, path=marker_path, waited=wait.waited
+                key,
+                fn,
+                generation=generation,
+                marker=marker,
+                path=marker_path,
+                waited=wait.waited,
+                label=where.name,
             )
         finally:
             os.close(fd)  # drops the record lock
@@ -515,7 +597,14 @@ def _busy(wait: _Wait, pid: int | None, who: str) -> OnceResult[Any]:
 
 
 def _run_locked(
-    name: str, fn: Callable[[], R], *, generation: str, marker: _Marker, path: str, waited: float
+    name: str,
+    fn: Callable[[], R],
+    *,
+    generation: str,
+    marker: _Marker,
+    path: str,
+    waited: float,
+    label: str,
 ) -> OnceResult[R]:
     _running[name] = threading.get_ident()
     try:
@@ -528,7 +617,7 @@ def _run_locked(
             name,
             {
                 "v": 1,
-                "name": name,
+                "name": label,
                 "generation": marker.generation or "",
                 "recent": list(marker.recent),
                 "pid": os.getpid(),
@@ -557,7 +646,7 @@ def _run_locked(
         name,
         {
             "v": 1,
-            "name": name,
+            "name": label,
             "generation": generation,
             "recent": marker.succeeded(generation),
             "pid": os.getpid(),
@@ -566,19 +655,21 @@ def _run_locked(
         "ran",
     )
     _done[name] = generation
-    return OnceResult(name, Outcome.RAN, value=value, ran=True, waited=waited)
+    return OnceResult(label, Outcome.RAN, value=value, ran=True, waited=waited)
 
 
-def try_once(name: str, fn: Callable[[], R], *, degraded: Degraded = "default") -> OnceResult[R]:
+def try_once(
+    name: str, fn: Callable[[], R], *, degraded: Degraded = "default", scope: Scope = "run"
+) -> OnceResult[R]:
     """:func:`run_once` that never waits: ``BUSY`` at once if another worker runs it.
 
     For callers that have better things to do meanwhile and check back with
     :func:`wait_done` before they depend on the result.
     """
-    return run_once(name, fn, timeout=0, degraded=degraded)
+    return run_once(name, fn, timeout=0, degraded=degraded, scope=scope)
 
 
-def wait_done(name: str, timeout: float | None = None) -> OnceResult[None]:
+def wait_done(name: str, timeout: float | None = None, *, scope: Scope = "run") -> OnceResult[None]:
     """Wait (bounded by ``timeout``) until nobody runs ``once(name)``; say where it stands.
 
     ``DONE``; ``BUSY`` (still running after ``timeout``); ``FAILED`` (the last
@@ -586,26 +677,34 @@ def wait_done(name: str, timeout: float | None = None) -> OnceResult[None]:
     this run and nobody is running it: never started, or its runner died);
     ``DEGRADED`` (no usable lock directory: nothing can be known). Never runs it.
     """
-    _check(timeout, "default")
-    key = str(name)
-    generation = _identity.identity().generation
+    _check(timeout, "default", scope)
+    where = _where(str(name), scope, "default")
+    key, generation = where.key, where.generation
     if generation is not None and _done.get(key) == generation:
-        return OnceResult(key, Outcome.DONE)
+        return OnceResult(where.name, Outcome.DONE)
+    if where.refused is not None:
+        return OnceResult(where.name, Outcome.DEGRADED, detail=where.refused)
+    if where.cluster is not None:
+        from . import _deploy
+
+        return _deploy.wait_done(where, timeout=timeout)
     ns_dir = _identity.state_dir()
     if ns_dir is None or generation is None:
-        return OnceResult(key, Outcome.DEGRADED, detail="no usable lock directory")
-    stem = os.path.join(ns_dir, _layout.once_stem(key))
-    wait = _Wait(key, timeout)
+        return OnceResult(where.name, Outcome.DEGRADED, detail="no usable lock directory")
+    stem = os.path.join(ns_dir, _layout.once_stem(where.name, where.prefix))
+    wait = _Wait(where.name, timeout)
     tlock = _take_thread_lock(key, wait)
     if tlock is None:
         return _busy(wait, os.getpid(), "another thread of this process")
     try:
         if _done.get(key) == generation:
-            return OnceResult(key, Outcome.DONE, waited=wait.waited)
+            return OnceResult(where.name, Outcome.DONE, waited=wait.waited)
         try:
             fd = _statefile.open_lock_file(stem + ".lock")
         except OSError as exc:
-            return OnceResult(key, Outcome.DEGRADED, detail=f"cannot open {stem}.lock ({exc})")
+            return OnceResult(
+                where.name, Outcome.DEGRADED, detail=f"cannot open {stem}.lock ({exc})"
+            )
         try:
             if not wait.until(_poll_record_lock(fd), lambda: f"worker pid {_holder(fd)}"):
                 return _busy(wait, _holder(fd), "another worker")
@@ -616,12 +715,12 @@ def wait_done(name: str, timeout: float | None = None) -> OnceResult[None]:
         tlock.release()
     if marker.done_in(generation):
         _done[key] = generation
-        return OnceResult(key, Outcome.DONE, waited=wait.waited)
+        return OnceResult(where.name, Outcome.DONE, waited=wait.waited)
     if marker.failure(generation) is not None:
         return OnceResult(
-            key, Outcome.FAILED, waited=wait.waited, pid=marker.pid, error=marker.error
+            where.name, Outcome.FAILED, waited=wait.waited, pid=marker.pid, error=marker.error
         )
-    return OnceResult(key, Outcome.NOT_RUN, waited=wait.waited)
+    return OnceResult(where.name, Outcome.NOT_RUN, waited=wait.waited)
 
 
 def once(
@@ -630,6 +729,7 @@ def once(
     timeout: float | None = None,
     degraded: Degraded = "default",
     retry: bool = False,
+    scope: Scope = "run",
 ) -> Callable[[Callable[P, R]], Callable[P, R | None]]:
     """Decorator: run the function in exactly one worker per generation and namespace.
 
@@ -644,11 +744,13 @@ def once(
     as long as it takes, warning every ``WARN_INTERVAL`` s); past it, the call
     raises :class:`OnceTimeout` rather than return as if done. Without a
     usable lock directory, ``degraded`` decides (see :data:`Degraded`).
+    ``scope="deploy"``: once per deploy, across hosts with a backend (see
+    :data:`Scope`).
 
     Also usable inline: ``workerid.once("seed")(seed_ranges)()``.
     """
     key = str(name)
-    _check(timeout, degraded)
+    _check(timeout, degraded, scope)
 
     def decorator(fn: Callable[P, R]) -> Callable[P, R | None]:
         #: the cached identity under which this process saw it done: while
@@ -663,14 +765,22 @@ def once(
             def call() -> R:
                 return fn(*args, **kwargs)
 
-            result = run_once(key, call, timeout=timeout, degraded=degraded, retry=retry)
+            result = run_once(
+                key, call, timeout=timeout, degraded=degraded, retry=retry, scope=scope
+            )
             if result.state is Outcome.BUSY:
                 raise OnceTimeout(key, result.waited, result.pid)
             if result.state is Outcome.FAILED:
                 raise OnceFailed(key, result.error, result.pid)
             ident = _identity._cached
-            generation = ident.generation if ident is not None else None
-            if generation is not None and _done.get(key) == generation:
+            if scope == "deploy":
+                if ident is not None and result.done:
+                    done_under = ident
+            elif (
+                ident is not None
+                and ident.generation is not None
+                and _done.get(key) == ident.generation
+            ):
                 done_under = ident
             return result.value
 
@@ -696,6 +806,7 @@ __all__ = [
     "OnceTimeout",
     "OnceUnavailable",
     "Outcome",
+    "Scope",
     "once",
     "run_once",
     "try_once",

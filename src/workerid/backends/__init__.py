@@ -12,6 +12,12 @@ up, and list the holders (``workerid status --backend``). Everything about
 *when* to beat, when a silent engine means the claim is lost, and what the
 application sees is :class:`workerid.backends._keeper.Keeper`'s, the same for
 every engine.
+
+``once(name, scope="deploy")`` across hosts uses four more (``once_*``): read
+the result of (namespace, deploy, name), take its run lock (held like a claim:
+it goes with the runner's session or lease), prove it is still held, and
+record the result while letting it go. When to wait, retry or give up is
+``workerid._deploy``'s, the same for every engine.
 """
 
 from __future__ import annotations
@@ -89,6 +95,30 @@ class Claim:
     took_over: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class OnceKey:
+    """What ``once(name, scope="deploy")`` is once per."""
+
+    namespace: str
+    deploy: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OnceRecord:
+    """The recorded result of a deploy-scoped ``once``, or who runs it now."""
+
+    #: ``"done"``, ``"failed"`` or ``"running"`` (someone holds the run lock)
+    state: str
+    host: str | None = None
+    pid: int | None = None
+    #: seconds since the epoch, when it was recorded
+    at: float | None = None
+    #: a failure's text and the token that tells one failed attempt from the next
+    error: str | None = None
+    attempt: str | None = None
+
+
 class Engine:
     """One engine's primitives. Blocking calls; the keeper runs them in its thread."""
 
@@ -126,6 +156,32 @@ class Engine:
 
     def close(self) -> None:
         """Close the connection (``release`` first if a claim is held)."""
+
+    # --- once(name, scope="deploy") -----------------------------------------
+    # A connection is opened for one call of once() and closed after it, so
+    # these never share a connection with a worker's ID claim.
+
+    def once_read(self, key: OnceKey) -> tuple[OnceRecord | None, OnceRecord | None]:
+        """(result, runner): the recorded result (``done``/``failed``) or ``None``,
+        and who holds the run lock now (``running``) or ``None``."""
+        raise NotImplementedError
+
+    def once_take(self, key: OnceKey, host: str, pid: int) -> bool:
+        """Take the run lock of ``key`` if nobody holds it; ``False`` if somebody does."""
+        raise NotImplementedError
+
+    def once_keep(self, timeout: float) -> None:
+        """Prove the run lock is still held (a beat); raises :class:`ClaimLost`."""
+        raise NotImplementedError
+
+    def once_finish(self, key: OnceKey, record: OnceRecord | None) -> bool:
+        """Record ``record`` (``None``: record nothing) and let the run lock go.
+
+        Returns whether the lock was still this connection's when the record
+        was written (``False``: it was lost while running, and somebody else
+        may have run it meanwhile). Raises :class:`BackendError`.
+        """
+        raise NotImplementedError
 
 
 def parse(url: object) -> BackendURL:

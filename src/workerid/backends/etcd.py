@@ -17,6 +17,12 @@ the kernel, that the writer is dead, and takes the key over at once with a
 transaction guarded by the key's ``mod_revision`` (it is still the dead
 worker's record), then revokes the dead lease.
 
+``once(name, scope="deploy")``: ``workerid/<namespace>/once/<deploy>/<name>/``
+holds ``run``, created by a ``create_revision == 0`` transaction on a lease
+of the runner's own (kept alive while it runs: a dead runner's lock goes
+with the TTL), and ``result``, written with no lease by the runner as it
+deletes ``run`` (``deploy`` and ``name`` are percent-encoded).
+
 etcd3gw (OpenStack's client, the one tooz uses) speaks HTTP/JSON to the
 gateway and works with Debian 12's etcd 3.4 (it discovers ``/v3/``).
 """
@@ -34,7 +40,7 @@ import requests
 from etcd3gw import exceptions as etcd_exc
 from etcd3gw.utils import _encode
 
-from . import BackendError, BackendURL, Claim, ClaimLost, Engine, Me
+from . import BackendError, BackendURL, Claim, ClaimLost, Engine, Me, OnceKey, OnceRecord
 
 PREFIX = "workerid/"
 
@@ -45,6 +51,11 @@ def _prefix(namespace: str) -> str:
 
 def _key(namespace: str, worker_id: int) -> str:
     return f"{_prefix(namespace)}{worker_id:05d}"
+
+
+def _once_prefix(key: OnceKey) -> str:
+    quote = urllib.parse.quote
+    return f"{PREFIX}{key.namespace}/once/{quote(key.deploy, safe='')}/{quote(key.name, safe='')}/"
 
 
 def _range_end(prefix: str) -> str:
@@ -69,6 +80,9 @@ class Etcd(Engine):
         self.lease_id: int | None = None
         self.key: str | None = None
         self.namespace: str | None = None
+        #: once(scope="deploy"): the run key's lease and the revision that created it
+        self.once_lease: int | None = None
+        self.once_rev: int | None = None
         self._call(lambda: self.client.api_path)  # discovers /v3/ (etcd >= 3.4)
 
     def _call(self, fn: Any, timeout: float | None = None) -> Any:
@@ -200,6 +214,12 @@ class Etcd(Engine):
 
     def close(self) -> None:
         self.release()
+        once, self.once_lease, self.once_rev = self.once_lease, None, None
+        if once is not None:
+            try:
+                self._post("/kv/lease/revoke", {"ID": once}, timeout=1.0)
+            except BackendError:
+                pass
         self.client.session.close()
 
     def after_fork_in_child(self) -> None:
@@ -215,6 +235,8 @@ class Etcd(Engine):
         for item in got.get("kvs", []):
             key = etcd3gw.utils._decode(item["key"]).decode()
             parts = key.split("/")
+            if len(parts) < 4 or parts[-2] != "id":
+                continue  # once(scope="deploy") keys
             try:
                 record = json.loads(etcd3gw.utils._decode(item.get("value", "")))
                 wid = int(parts[-1])
@@ -239,6 +261,130 @@ class Etcd(Engine):
                 }
             )
         return rows
+
+    # --- once(name, scope="deploy") --------------------------------------------
+
+    def once_read(self, key: OnceKey) -> tuple[OnceRecord | None, OnceRecord | None]:
+        prefix = _once_prefix(key)
+        got = self._post(
+            "/kv/range", {"key": _encode(prefix), "range_end": _encode(_range_end(prefix))}
+        )
+        result = runner = None
+        for item in got.get("kvs", []):
+            which = etcd3gw.utils._decode(item["key"]).decode()[len(prefix) :]
+            try:
+                value = json.loads(etcd3gw.utils._decode(item.get("value", "")))
+            except ValueError:
+                value = {}
+            if type(value) is not dict:
+                value = {}
+            pid = value.get("pid")
+            pid = pid if type(pid) is int else None
+            raw_at = value.get("at")
+            at = float(raw_at) if isinstance(raw_at, int | float) else None
+            host = str(value["host"]) if "host" in value else None
+            if which == "run":
+                runner = OnceRecord("running", host=host, pid=pid, at=at)
+            elif which == "result" and value.get("state") in ("done", "failed"):
+                error, attempt = value.get("error"), value.get("attempt")
+                result = OnceRecord(
+                    str(value["state"]),
+                    host=host,
+                    pid=pid,
+                    at=at,
+                    error=str(error) if error is not None else None,
+                    attempt=str(attempt) if attempt is not None else None,
+                )
+        return result, runner
+
+    def once_take(self, key: OnceKey, host: str, pid: int) -> bool:
+        if self.once_lease is None:
+            got = self._post("/lease/grant", {"TTL": self.ttl, "ID": 0})
+            self.once_lease = int(got["ID"])
+        run = _once_prefix(key) + "run"
+        value = json.dumps({"host": host, "pid": pid, "at": time.time()}, sort_keys=True)
+        txn = {
+            "compare": [
+                {"key": _encode(run), "target": "CREATE", "result": "EQUAL", "create_revision": 0}
+            ],
+            "success": [
+                {
+                    "request_put": {
+                        "key": _encode(run),
+                        "value": _encode(value),
+                        "lease": self.once_lease,
+                    }
+                }
+            ],
+            "failure": [],
+        }
+        result = self._call(lambda: self.client.transaction(txn))
+        if not result.get("succeeded"):
+            return False
+        self.once_rev = int(result["header"]["revision"])
+        return True
+
+    def once_keep(self, timeout: float) -> None:
+        if self.once_lease is None or self.once_rev is None:
+            raise ClaimLost("no run lock is held")
+        got = self._post("/lease/keepalive", {"ID": self.once_lease}, timeout)
+        if int(got.get("result", {}).get("TTL", -1)) <= 0:
+            raise ClaimLost(f"{self.url.safe}: lease {self.once_lease:x} expired")
+
+    def once_finish(self, key: OnceKey, record: OnceRecord | None) -> bool:
+        prefix = _once_prefix(key)
+        run, result_key = prefix + "run", prefix + "result"
+        held = False
+        if self.once_rev is not None:
+            ops: list[dict[str, Any]] = [{"request_delete_range": {"key": _encode(run)}}]
+            if record is not None:
+                ops.insert(
+                    0,
+                    {
+                        "request_put": {
+                            "key": _encode(result_key),
+                            "value": _encode(_once_value(record)),
+                        }
+                    },
+                )
+            txn = {
+                "compare": [
+                    {
+                        "key": _encode(run),
+                        "target": "MOD",
+                        "result": "EQUAL",
+                        "mod_revision": self.once_rev,
+                    }
+                ],
+                "success": ops,
+                "failure": [],
+            }
+            held = bool(self._call(lambda: self.client.transaction(txn)).get("succeeded"))
+        if not held and record is not None:
+            # the run lock was lost while running: the result is still true
+            put = {"key": _encode(result_key), "value": _encode(_once_value(record))}
+            self._post("/kv/put", put)
+        lease, self.once_lease, self.once_rev = self.once_lease, None, None
+        if lease is not None:
+            try:
+                self._post("/kv/lease/revoke", {"ID": lease}, timeout=1.0)
+            except BackendError:
+                pass
+        return held
+
+
+def _once_value(record: OnceRecord) -> str:
+    return json.dumps(
+        {
+            "state": record.state,
+            "host": record.host,
+            "pid": record.pid,
+            "at": time.time(),
+            "error": record.error,
+            "attempt": record.attempt,
+        },
+        sort_keys=True,
+    )
 
 
 def connect(url: BackendURL, *, timeout: float) -> Etcd:

@@ -9,6 +9,11 @@ the lease, so a worker cut off from the server loses its lock on the server
 before that). ``ns`` is a 31-bit CRC of the namespace; two namespaces with
 the same CRC share one ID space (more exclusion, never less).
 
+``once(name, scope="deploy")``: the run lock is the session advisory lock on
+one bigint (a hash of namespace, deploy and name: the one-key space, apart
+from the IDs' two-key space), held by a connection of its own for the call;
+the result is a row of ``workerid_once``.
+
 The fencing token is a row of ``workerid_claims`` (namespace, worker_id),
 bumped by the holder right after it takes the lock: only the lock's holder
 writes that row, so the token strictly increases with every claim of the ID,
@@ -26,6 +31,7 @@ time, not when TCP notices.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import socket
@@ -36,9 +42,20 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from . import BackendError, BackendURL, Claim, ClaimLost, Engine, Me, without_lease
+from . import (
+    BackendError,
+    BackendURL,
+    Claim,
+    ClaimLost,
+    Engine,
+    Me,
+    OnceKey,
+    OnceRecord,
+    without_lease,
+)
 
 TABLE = "workerid_claims"
+ONCE_TABLE = "workerid_once"
 #: pg_advisory_xact_lock(bigint) key serialising the table's creation
 _SCHEMA_LOCK = 0x776F726B65726964  # "workerid"
 #: candidates read per round; more only when racing workers took them all
@@ -59,9 +76,43 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     PRIMARY KEY (namespace, worker_id)
 )"""
 
+_CREATE_ONCE = f"""
+CREATE TABLE IF NOT EXISTS {ONCE_TABLE} (
+    namespace text NOT NULL,
+    deploy text NOT NULL,
+    name text NOT NULL,
+    state text,
+    host text,
+    pid integer,
+    error text,
+    attempt text,
+    at timestamptz,
+    runner_host text,
+    runner_pid integer,
+    PRIMARY KEY (namespace, deploy, name)
+)"""
+
 _HELD = """
     l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+
+
+def once_lock_key(key: OnceKey) -> int:
+    """The run lock of ``key``: a signed 64-bit hash (``pg_try_advisory_lock(bigint)``)."""
+    raw = "\0".join(("workerid-once", key.namespace, key.deploy, key.name)).encode()
+    return int.from_bytes(hashlib.sha256(raw).digest()[:8], "big", signed=True)
+
+
+def _lock_parts(lock: int) -> tuple[int, int]:
+    """``pg_locks`` (classid, objid) of a one-bigint advisory lock."""
+    unsigned = lock & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+_ONCE_HELD = """
+    l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid"""
 
 
 def ns_key(namespace: str) -> int:
@@ -76,6 +127,8 @@ class PostgreSQL(Engine):
         self.url = url
         self.timeout = timeout
         self.held: tuple[int, int] | None = None
+        #: the run lock of once(scope="deploy") this connection holds
+        self.once_lock: int | None = None
         lease_ms = int(url.lease * 1000)
         options = f"-c idle_session_timeout={lease_ms} -c statement_timeout={lease_ms}"
         if url.options.get("options"):
@@ -150,10 +203,14 @@ class PostgreSQL(Engine):
         return BackendError(text)
 
     def _ensure_table(self) -> None:
-        if self._run(f"SELECT to_regclass('{TABLE}') IS NOT NULL")[0][0] == "t":
+        found = self._run(
+            f"SELECT to_regclass('{TABLE}') IS NOT NULL AND to_regclass('{ONCE_TABLE}') IS NOT NULL"
+        )
+        if found[0][0] == "t":
             return
         self._run(
-            f"BEGIN; SELECT pg_advisory_xact_lock({_SCHEMA_LOCK}); {_CREATE}; COMMIT",
+            f"BEGIN; SELECT pg_advisory_xact_lock({_SCHEMA_LOCK}); {_CREATE}; {_CREATE_ONCE}; "
+            "COMMIT",
         )
 
     # --- the interface ----------------------------------------------------
@@ -335,6 +392,103 @@ class PostgreSQL(Engine):
             }
             for ns, wid, token, host, pid, local, held, beat, addr in rows
         ]
+
+    # --- once(name, scope="deploy") --------------------------------------------
+
+    def once_read(self, key: OnceKey) -> tuple[OnceRecord | None, OnceRecord | None]:
+        rows = self._run(
+            "SELECT o.state, o.host, o.pid, extract(epoch FROM o.at), o.error, o.attempt, "
+            "o.runner_host, o.runner_pid, "
+            f"EXISTS (SELECT 1 FROM pg_locks l WHERE {_ONCE_HELD}) "
+            f"FROM (SELECT 1) AS one LEFT JOIN {ONCE_TABLE} o ON o.namespace = $3 "
+            "AND o.deploy = $4 AND o.name = $5",
+            (*_lock_parts(once_lock_key(key)), key.namespace, key.deploy, key.name),
+        )
+        state, host, pid, at, error, attempt, rhost, rpid, running = rows[0]
+        result = None
+        if state in ("done", "failed"):
+            result = OnceRecord(
+                state,
+                host=host,
+                pid=int(pid) if pid else None,
+                at=float(at) if at else None,
+                error=error,
+                attempt=attempt,
+            )
+        runner = None
+        if running == "t":
+            runner = OnceRecord("running", host=rhost, pid=int(rpid) if rpid else None)
+        return result, runner
+
+    def once_take(self, key: OnceKey, host: str, pid: int) -> bool:
+        lock = once_lock_key(key)
+        if self._run("SELECT pg_try_advisory_lock($1::bigint)", (lock,))[0][0] != "t":
+            return False
+        self.once_lock = lock
+        try:
+            self._run(
+                f"INSERT INTO {ONCE_TABLE} AS o (namespace, deploy, name, runner_host, "
+                "runner_pid) VALUES ($1, $2, $3, $4, $5::int) ON CONFLICT "
+                "(namespace, deploy, name) DO UPDATE SET runner_host = EXCLUDED.runner_host, "
+                "runner_pid = EXCLUDED.runner_pid",
+                (key.namespace, key.deploy, key.name, host, pid),
+            )
+        except BackendError:
+            self._once_unlock()
+            raise
+        return True
+
+    def once_keep(self, timeout: float) -> None:
+        if self.once_lock is None:
+            raise ClaimLost("no run lock is held")
+        rows = self._run(
+            f"SELECT count(*) FROM pg_locks l WHERE {_ONCE_HELD} AND l.pid = pg_backend_pid()",
+            _lock_parts(self.once_lock),
+            timeout=timeout,
+        )
+        if rows[0][0] == "0":
+            raise ClaimLost(f"{self.url.safe}: this session no longer holds the run lock")
+
+    def once_finish(self, key: OnceKey, record: OnceRecord | None) -> bool:
+        lock = once_lock_key(key)
+        held = (
+            self._run(
+                f"SELECT count(*) FROM pg_locks l WHERE {_ONCE_HELD} AND l.pid = pg_backend_pid()",
+                _lock_parts(lock),
+            )[0][0]
+            != "0"
+        )
+        if record is not None:
+            self._run(
+                f"INSERT INTO {ONCE_TABLE} AS o (namespace, deploy, name, state, host, pid, "
+                "error, attempt, at) VALUES ($1, $2, $3, $4, $5, $6::int, $7, $8, now()) "
+                "ON CONFLICT (namespace, deploy, name) DO UPDATE SET state = EXCLUDED.state, "
+                "host = EXCLUDED.host, pid = EXCLUDED.pid, error = EXCLUDED.error, "
+                "attempt = EXCLUDED.attempt, at = EXCLUDED.at, runner_host = NULL, "
+                "runner_pid = NULL",
+                (
+                    key.namespace,
+                    key.deploy,
+                    key.name,
+                    record.state,
+                    record.host,
+                    record.pid,
+                    record.error,
+                    record.attempt,
+                ),
+            )
+        if held:
+            self.once_lock = lock
+            self._once_unlock()
+        return held
+
+    def _once_unlock(self) -> None:
+        lock, self.once_lock = self.once_lock, None
+        if lock is not None:
+            try:
+                self._run("SELECT pg_advisory_unlock($1::bigint)", (lock,))
+            except BackendError:
+                pass  # the session goes with close(), and the lock with it
 
 
 def _first_line(exc: BaseException) -> str:
