@@ -9,6 +9,7 @@ so the log counts how many times it really ran, whatever the workers say.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -189,6 +190,7 @@ def fleet(engine: Postgres | Etcd, hosts: Any, tmp_path: Path) -> Any:
         return hosts(name, workers, **{**base, **env})
 
     start.log = log  # type: ignore[attr-defined]
+    start.namespace = namespace  # type: ignore[attr-defined]
     start.engine = engine  # type: ignore[attr-defined]
     return start
 
@@ -207,6 +209,28 @@ def test_three_hosts_run_it_exactly_once_and_nobody_proceeds_before_it_ends(flee
     nxt = [fleet(f"n{i}", 2, WORKERID_DEPLOY="2026.1-d4e5f6") for i in range(2)]
     assert _outcomes([r for h in nxt for r in h.all_reported()]) == ["done", "done", "done", "ran"]
     assert [line.split()[0] for line in _lines(fleet.log)] == ["start", "end"] * 2
+    # workerid status --backend shows both deploys' results, and who ran them
+    report = _status(fleet.engine.url, "--json")
+    rows = {r["deploy"]: r for r in json.loads(report)["once"] if r["namespace"] == fleet.namespace}
+    assert set(rows) == {"2026.1-a1b2c3", "2026.1-d4e5f6"}, rows
+    runner = next(r["pid"] for r in reports if r["outcome"] == "ran")
+    assert rows["2026.1-a1b2c3"]["state"] == "done" and rows["2026.1-a1b2c3"]["pid"] == runner
+    assert rows["2026.1-a1b2c3"]["running"] is None
+    text = _status(fleet.engine.url)
+    assert f"{fleet.namespace}  deploy 2026.1-a1b2c3  migrate: done by pid {runner}" in text, text
+
+
+def _status(url: str, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "workerid", "status", "--backend", url, *args],
+        env=env_for("/nonexistent"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_kill9_of_the_runner_lets_a_waiter_on_another_host_run_it(fleet: Any) -> None:
@@ -223,6 +247,12 @@ def test_kill9_of_the_runner_lets_a_waiter_on_another_host_run_it(fleet: Any) ->
     assert _outcomes(reports) == ["done", "ran"], reports
     starts = [line for line in _lines(fleet.log) if line.startswith("start")]
     assert len(starts) == 2 and starts[0] == f"start {runner}", starts
+    row = next(
+        r
+        for r in json.loads(_status(fleet.engine.url, "--json"))["once"]
+        if r["namespace"] == fleet.namespace
+    )
+    assert row["state"] == "done" and row["pid"] == int(starts[1].split()[1]), row
     # PostgreSQL: the session ends with the socket; etcd: the lease's TTL
     bound = 3.0 if isinstance(fleet.engine, Postgres) else LEASE + 3.0
     assert took < bound, took
@@ -265,6 +295,7 @@ def test_a_failure_is_reported_to_its_waiters_and_a_later_call_tries_again(fleet
     told = waiters.all_reported()
     assert _outcomes(told) == ["failed", "failed"], told
     assert all("first attempt fails" in (r["error"] or "") for r in told), told
+    assert "migrate: failed" in _status(fleet.engine.url)
     later = fleet("c", 2)
     assert _outcomes(later.all_reported()) == ["done", "ran"]
     assert len([x for x in _lines(fleet.log) if x.startswith("start")]) == 2

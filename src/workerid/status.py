@@ -188,7 +188,7 @@ def scan_backend(url: str, namespace: str | None = None) -> dict[str, Any]:
     """Who holds which worker ID in a backend (``workerid status --backend URL``)."""
     from . import backends
 
-    report: dict[str, Any] = {"backend": url, "holders": [], "errors": []}
+    report: dict[str, Any] = {"backend": url, "holders": [], "once": [], "errors": []}
     try:
         parsed = backends.parse(url)
     except (TypeError, ValueError) as exc:
@@ -202,6 +202,7 @@ def scan_backend(url: str, namespace: str | None = None) -> dict[str, Any]:
         return report
     try:
         report["holders"] = engine.holders(namespace)
+        report["once"] = engine.once_results(namespace)
     except backends.BackendError as exc:
         report["errors"].append(str(exc))
     finally:
@@ -227,5 +228,16 @@ def format_backend_text(report: dict[str, Any]) -> str:
         lines.append(
             f"    worker {row['worker_id']:>3}  host {row['host']}  pid {row['pid']:>7}  "
             f"token {row['fencing_token']}  held {row['held_for']}s  {age}"
+        )
+    if report.get("once"):
+        lines.append('once(scope="deploy"):')
+    for row in report.get("once", []):
+        where = f"by pid {row['pid']} on {row['host']}" if row["pid"] else ""
+        running = row.get("running")
+        now = f"  running in pid {running['pid']} on {running['host']}" if running else ""
+        error = f"  ({row['error']})" if row["state"] == "failed" and row.get("error") else ""
+        lines.append(
+            f"    {row['namespace']}  deploy {row['deploy']}  {row['name']}: {row['state']} "
+            f"{where}{error}{now}".rstrip()
         )
     return "\n".join(lines)

@@ -174,6 +174,11 @@ class Engine:
         """Prove the run lock is still held (a beat); raises :class:`ClaimLost`."""
         raise NotImplementedError
 
+    def once_results(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every deploy-scoped ``once`` recorded or running (of ``namespace``, or all):
+        for ``workerid status --backend``."""
+        raise NotImplementedError
+
     def once_finish(self, key: OnceKey, record: OnceRecord | None) -> bool:
         """Record ``record`` (``None``: record nothing) and let the run lock go.
 

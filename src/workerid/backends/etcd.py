@@ -297,6 +297,40 @@ class Etcd(Engine):
                 )
         return result, runner
 
+    def once_results(self, namespace: str | None) -> list[dict[str, Any]]:
+        prefix = f"{PREFIX}{namespace}/once/" if namespace else PREFIX
+        got = self._post(
+            "/kv/range",
+            {"key": _encode(prefix), "range_end": _encode(_range_end(prefix)), "keys_only": True},
+        )
+        seen: list[OnceKey] = []
+        for item in got.get("kvs", []):
+            parts = etcd3gw.utils._decode(item["key"]).decode().split("/")
+            if len(parts) < 6 or parts[-4] != "once" or parts[-1] not in ("run", "result"):
+                continue
+            unquote = urllib.parse.unquote
+            key = OnceKey("/".join(parts[1:-4]), unquote(parts[-3]), unquote(parts[-2]))
+            if key not in seen:
+                seen.append(key)
+        found = []
+        for key in seen:
+            result, runner = self.once_read(key)
+            state = result.state if result else ("running" if runner else "not-run")
+            found.append(
+                {
+                    "namespace": key.namespace,
+                    "deploy": key.deploy,
+                    "name": key.name,
+                    "state": state,
+                    "host": result.host if result else None,
+                    "pid": result.pid if result else None,
+                    "at": result.at if result else None,
+                    "error": result.error if result else None,
+                    "running": None if runner is None else {"host": runner.host, "pid": runner.pid},
+                }
+            )
+        return found
+
     def once_take(self, key: OnceKey, host: str, pid: int) -> bool:
         if self.once_lease is None:
             got = self._post("/lease/grant", {"TTL": self.ttl, "ID": 0})

@@ -482,6 +482,35 @@ class PostgreSQL(Engine):
             self._once_unlock()
         return held
 
+    def once_results(self, namespace: str | None) -> list[dict[str, Any]]:
+        if self._run(f"SELECT to_regclass('{ONCE_TABLE}') IS NOT NULL")[0][0] != "t":
+            return []
+        rows = self._run(
+            "SELECT namespace, deploy, name, state, host, pid, extract(epoch FROM at), error, "
+            f"runner_host, runner_pid FROM {ONCE_TABLE} "
+            "WHERE $1::text IS NULL OR namespace = $1::text ORDER BY namespace, deploy, name",
+            (namespace,),
+        )
+        found = []
+        for ns, deploy, name, state, host, pid, at, error, rhost, rpid in rows:
+            _result, runner = self.once_read(OnceKey(ns or "", deploy or "", name or ""))
+            found.append(
+                {
+                    "namespace": ns,
+                    "deploy": deploy,
+                    "name": name,
+                    "state": state or ("running" if runner else "not-run"),
+                    "host": host,
+                    "pid": int(pid) if pid else None,
+                    "at": round(float(at), 3) if at else None,
+                    "error": error,
+                    "running": None
+                    if runner is None
+                    else {"host": rhost or runner.host, "pid": int(rpid) if rpid else None},
+                }
+            )
+        return found
+
     def _once_unlock(self) -> None:
         lock, self.once_lock = self.once_lock, None
         if lock is not None:
