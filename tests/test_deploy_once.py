@@ -9,6 +9,7 @@ so the log counts how many times it really ran, whatever the workers say.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -233,9 +234,24 @@ def _status(url: str, *args: str) -> str:
     return out.stdout
 
 
-def test_kill9_of_the_runner_lets_a_waiter_on_another_host_run_it(fleet: Any) -> None:
-    first = fleet("a", 1, DEPLOY_SLEEP="60")
-    wait_for(lambda: _lines(fleet.log), "the first runner to start", 30)
+@pytest.mark.parametrize("forked", [False, True], ids=["plain", "runner-forked-a-child"])
+def test_kill9_of_the_runner_lets_a_waiter_on_another_host_run_it(fleet: Any, forked: bool) -> None:
+    """Also when the function forked a child that outlives the runner: the child
+    must not keep the runner's connection (its PostgreSQL session, and the lock)."""
+    first = fleet("a", 1, DEPLOY_SLEEP="60", DEPLOY_FORK="1" if forked else "0")
+    wait_for(
+        lambda: len(_lines(fleet.log)) >= (2 if forked else 1), "the first runner to start", 30
+    )
+    children = [int(x.split()[1]) for x in _lines(fleet.log) if x.startswith("child")]
+    try:
+        _kill9_hands_over(fleet, first)
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def _kill9_hands_over(fleet: Any, first: Host) -> None:
     waiters = fleet("b", 2)
     time.sleep(1.0)  # they are waiting on the runner
     assert not waiters.reports()

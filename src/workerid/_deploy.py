@@ -38,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,13 +56,31 @@ R = TypeVar("R")
 _POLL_FIRST = 0.05
 _POLL_MAX = 0.5
 
+#: the engines of calls in progress in this process
+_open: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _after_fork_child() -> None:
+    # A child forked while a call is in progress (the function may fork a
+    # helper) shares its connection: if it kept the socket, a PostgreSQL
+    # session (and with it the run lock) would outlive a runner killed with
+    # -9 for as long as the child lives. Let go of it without a word on it.
+    for engine in list(_open):
+        engine.after_fork_in_child()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_child)
+
 
 def _connect(where: _once._Where) -> Engine:
     from .backends import connect
 
     assert where.cluster is not None
     url = where.cluster[0]
-    return connect(url, timeout=min(url.lease / 2, 5.0))
+    engine = connect(url, timeout=min(url.lease / 2, 5.0))
+    _open.add(engine)
+    return engine
 
 
 def _describe_runner(runner: OnceRecord | None) -> str:

@@ -11,7 +11,8 @@ The function appends ``start <pid>`` to ``DEPLOY_LOG`` and then:
 ``DEPLOY_SLEEP`` seconds of sleep if it is the first ``start`` line (later
 runners do not sleep: a test kills the first one), then ``end <pid>``;
 ``DEPLOY_FAIL=1`` makes the first attempt raise ``RuntimeError`` after its
-sleep.
+sleep; ``DEPLOY_FORK=1`` makes the first attempt fork a child that sleeps a
+minute (its PID goes to the log as ``child <pid>``) before its own sleep.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def _worker(out: str) -> None:
         with open(log, "a") as f:
             f.write(f"start {os.getpid()}\n")
         first = sum(1 for line in _lines(log) if line.startswith("start")) == 1
+        if first and os.environ.get("DEPLOY_FORK") == "1":
+            child = os.fork()
+            if child == 0:
+                time.sleep(60)
+                os._exit(0)
+            with open(log, "a") as f:
+                f.write(f"child {child}\n")
         if first:
             time.sleep(sleep)
         with open(log, "a") as f:

@@ -223,7 +223,9 @@ class Etcd(Engine):
         self.client.session.close()
 
     def after_fork_in_child(self) -> None:
+        # the parent's leases are the parent's: never revoke them from here
         self.lease_id, self.key = None, None
+        self.once_lease, self.once_rev = None, None
 
     def holders(self, namespace: str | None) -> list[dict[str, Any]]:
         prefix = _prefix(namespace) if namespace else PREFIX

@@ -343,7 +343,7 @@ class PostgreSQL(Engine):
         # the ID would stay held. Close our copy without a word on the wire
         # (psycopg does not finish a connection in a process that did not
         # open it: PGconn.__del__ checks the PID).
-        conn, self.conn, self.held = self.conn, None, None
+        conn, self.conn, self.held, self.once_lock = self.conn, None, None, None
         if conn is not None:
             try:
                 os.close(conn.pgconn.socket)
