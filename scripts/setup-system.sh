@@ -3,8 +3,11 @@
 # development and integration tests:
 #
 #   1. Debian packages: Apache + apxs (apache2-dev), Python headers/venv,
-#      a C toolchain and the libraries uWSGI / mod_wsgi build against.
-#      Apache is NOT left running afterwards.
+#      a C toolchain and the libraries uWSGI / mod_wsgi build against, and
+#      Debian's own packaged mod_wsgi (libapache2-mod-wsgi-py3, for
+#      `workerid verify --server mod_wsgi-site --mod-wsgi-so debian`).
+#      Apache is NOT left running afterwards, and the wsgi module is not left
+#      enabled in the system Apache if installing the package enabled it.
 #   2. A world-readable virtualenv built on Debian's /usr/bin/python3 at
 #      ${WORKERID_VENV:-/opt/workerid/venv}, holding mod_wsgi (compiled from
 #      source against that Python), gunicorn, uvicorn, uwsgi, pytest,
@@ -54,7 +57,12 @@ APT_PACKAGES=(
     curl procps ca-certificates
     faketime util-linux            # tests: a clock stepped back (libfaketime), PID namespaces (unshare)
     postgresql etcd-server         # backend tests: real engines the tests start on free ports (issue 13)
+    libapache2-mod-wsgi-py3        # Debian's packaged mod_wsgi (4.9.4 on Debian 12), loaded by path by the tests
 )
+# Debian's packaged module, as libapache2-mod-wsgi-py3 installs it; the tests
+# and `verify --mod-wsgi-so debian` load it by this path, never through
+# /etc/apache2.
+DEBIAN_WSGI_SO=/usr/lib/apache2/modules/mod_wsgi.so
 
 stop_apache() {
     # The apache2 postinst may start the service (when no policy-rc.d forbids
@@ -105,11 +113,22 @@ else
         log "step 1: all Debian packages already installed"
     else
         log "step 1: installing Debian packages: ${missing[*]}"
+        # libapache2-mod-wsgi-py3's postinst enables the module in the system
+        # Apache (a2enmod wsgi) and, without a policy-rc.d forbidding it, may
+        # (re)start the system apache2: nothing here uses either, so the module
+        # is disabled again below if it was not enabled before.
+        wsgi_was_enabled=0
+        [ -e /etc/apache2/mods-enabled/wsgi.load ] && wsgi_was_enabled=1
         run apt-get update
         # Only the missing ones: naming installed packages would upgrade them.
         run apt-get install -y --no-install-recommends "${missing[@]}"
+        if [ "$wsgi_was_enabled" = 0 ] && [ -e /etc/apache2/mods-enabled/wsgi.load ]; then
+            log "the libapache2-mod-wsgi-py3 postinst enabled wsgi in the system Apache: disabling it again"
+            run a2dismod -q wsgi >/dev/null
+        fi
     fi
     stop_apache
+    [ -f "$DEBIAN_WSGI_SO" ] || die "$DEBIAN_WSGI_SO missing after installing libapache2-mod-wsgi-py3"
     # The packaged PostgreSQL cluster is not used (the tests start their own
     # on free ports); if the postinst started it, stop it, as Apache above.
     if command -v pg_lsclusters >/dev/null 2>&1; then
@@ -205,6 +224,18 @@ if unresolved_libs "$SO"; then
     die "mod_wsgi module $SO has unresolved libraries"
 fi
 log "mod_wsgi links $LIBPYTHON: OK"
+# Debian's packaged module serves this venv (python-home=$VENV) only if it is
+# built for the same Python: both must load Debian's libpython.
+if [ -f "$DEBIAN_WSGI_SO" ]; then
+    got="$(linked_libpython "$DEBIAN_WSGI_SO" || true)"
+    if [ "$got" != "$LIBPYTHON_REAL" ]; then
+        die "Debian's $DEBIAN_WSGI_SO links '${got:-no libpython}', not $LIBPYTHON: it cannot serve $VENV"
+    fi
+    if unresolved_libs "$DEBIAN_WSGI_SO"; then
+        die "Debian's $DEBIAN_WSGI_SO has unresolved libraries"
+    fi
+    log "Debian's mod_wsgi $(dpkg-query -W -f='${Version}' libapache2-mod-wsgi-py3 2>/dev/null || echo '?') links $LIBPYTHON: OK"
+fi
 
 # --- servers and test tools ----------------------------------------------
 tool_present() {

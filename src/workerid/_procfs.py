@@ -327,6 +327,31 @@ def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, i
     return found
 
 
+def flocks() -> list[tuple[int, str, int, int]]:
+    """``flock`` locks from ``/proc/locks``: ``(pid, READ|WRITE, dev, inode)``.
+
+    The PID is the process that took the lock (a child that inherited the
+    descriptor is not listed). Blocked waiters are left out; PIDs are those of
+    the ``/proc`` mount's PID namespace, as in :func:`posix_locks`.
+    """
+    raw = _read_all(f"{_PROC}/locks")
+    if raw is None:
+        return []
+    found = []
+    for line in raw.splitlines():
+        # b"7: FLOCK  ADVISORY  READ 1234 fe:00:2146874 0 EOF"
+        parts = line.split()
+        if len(parts) != 8 or parts[1] != b"FLOCK":
+            continue
+        try:
+            major, minor, inode = parts[5].split(b":")
+            dev = os.makedev(int(major, 16), int(minor, 16))
+            found.append((int(parts[4]), parts[3].decode("ascii"), dev, int(inode)))
+        except ValueError:
+            continue
+    return found
+
+
 def open_fds(pid: int) -> list[tuple[int, str]]:
     """``(fd, target)`` of every descriptor of ``pid`` we may look at (same user)."""
     base = f"{_PROC}/{pid}/fd"

@@ -68,11 +68,13 @@ examples:
   workerid neutron check --db-url mysql+pymysql://neutron:SECRET@localhost/neutron"""
 
 _CHECK_DESCRIPTION = """\
-Check a Neutron deployment's worker-dependent state: the default network
-segment ranges (exactly one per tunnel type), the OVN hash ring (one row per
-API worker of this host, one start time, none stale) and, with --api, that a
-network can be created. Reads the database only; the test network is deleted
-again."""
+Check a Neutron deployment's worker-dependent state: the Neutron release in
+this Python environment (run it from Neutron's) is a supported one, workerid's
+install() is active in the serving processes (they hold workerid's lock
+directory, as /proc/locks shows), the default network segment ranges (exactly
+one per tunnel type), the OVN hash ring (one row per API worker of this host,
+one start time, none stale) and, with --api, that a network can be created.
+Reads the database only; the test network is deleted again."""
 
 _CHECK_EPILOG = """\
 examples:
@@ -163,8 +165,8 @@ def _cmd_neutron_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     workers = args.workers
+    lock_dir = args.lock_dir or os.path.join(neutron_config.lock_path()[0], "workerid")
     if workers is None:
-        lock_dir = args.lock_dir or os.path.join(neutron_config.lock_path()[0], "workerid")
         workers = _live_workers(lock_dir)
     try:
         checks = check.run(
@@ -174,6 +176,7 @@ def _cmd_neutron_check(args: argparse.Namespace) -> int:
             workers=workers,
             tunnel_types=args.tunnel_types.split(",") if args.tunnel_types else None,
             token=args.token or os.environ.get("OS_TOKEN"),
+            lock_dir=lock_dir,
         )
     except check.CheckError as exc:
         print(f"workerid neutron check: {exc}", file=sys.stderr)
@@ -196,7 +199,11 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="API workers expected on this host (default: live workers in workerid's lock dir)",
     )
-    p.add_argument("--lock-dir", help="workerid lock dir (default: <lock_path>/workerid)")
+    p.add_argument(
+        "--lock-dir",
+        help="workerid lock dir: its live workers, and whether install() is active in the "
+        "serving processes (default: <lock_path>/workerid)",
+    )
     p.add_argument("--tunnel-types", help="comma-separated (default: from [ml2] type_drivers)")
     p.add_argument("--token", help="Keystone token (default: $OS_TOKEN; none with noauth)")
     p.add_argument("--json", action="store_true", help="print JSON")

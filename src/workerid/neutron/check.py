@@ -2,6 +2,13 @@
 
 Checks, each PASS or FAIL with what was observed:
 
+* the Neutron release installed where the check runs (``importlib.metadata``
+  of this Python environment: run it from Neutron's) is one workerid supports;
+* ``install()`` is active in the serving processes: seen from outside in
+  ``/proc/locks``, where every process in which workerid resolved its identity
+  with Neutron's lock directory (``install()`` does so at once) holds a shared
+  ``flock`` on that directory for life, whatever the server (Apache mod_wsgi,
+  uWSGI, ...) and without reading other users' processes;
 * a default network segment range exists exactly once per configured tunnel type;
 * ``ovn_hash_ring`` has one row per API worker of this host, all sharing one
   ``created_at``, none stale;
@@ -15,8 +22,11 @@ The database is read with PyMySQL (``mysql+pymysql://`` URLs, the
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
+import os
 import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +34,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _procfs
 from . import _config
 
 #: Neutron's HASH_RING_NODES_TIMEOUT (neutron/common/ovn/constants.py)
@@ -31,6 +42,8 @@ HASH_RING_NODES_TIMEOUT = 120
 #: Neutron's hash ring group for the OVN mechanism driver
 HASH_RING_GROUP = "mechanism_driver"
 TUNNEL_TYPES = ("geneve", "vxlan", "gre")
+#: the Neutron release series install() is made and checked for (README, docs/design.md)
+SUPPORTED_RELEASES = ("28.0", "29.0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +91,68 @@ def configured_tunnel_types(environ: dict[str, str] | None = None) -> list[str]:
     """Tunnel types in ``[ml2] type_drivers`` of Neutron's config files."""
     value = _config.option("ml2", "type_drivers", environ) or ""
     return [t.strip() for t in value.split(",") if t.strip() in TUNNEL_TYPES]
+
+
+def neutron_release() -> str | None:
+    """The version of the ``neutron`` distribution in this Python environment, if any."""
+    try:
+        return importlib.metadata.version("neutron")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_release(version: str | None, where: str = sys.prefix) -> Check:
+    expected = ", ".join(f"{series}.x" for series in SUPPORTED_RELEASES)
+    if version is None:
+        observed = f"none: no neutron in {where} (run this from Neutron's environment)"
+        return Check("Neutron release", expected, observed, False)
+    series = ".".join(version.split(".")[:2])
+    ok = series in SUPPORTED_RELEASES
+    observed = f"{version} in {where}" + ("" if ok else ": install() is not made for it")
+    return Check("Neutron release", expected, observed, ok)
+
+
+def lock_dir_users(lock_dir: str) -> list[int]:
+    """The PIDs that hold workerid's shared ``flock`` on ``lock_dir`` (``/proc/locks``).
+
+    A process takes it when workerid resolves its identity with that lock
+    directory and keeps it until it exits; only the process that took it is
+    listed (not a child that inherited the descriptor).
+    """
+    try:
+        st = os.stat(lock_dir)
+    except OSError:
+        return []
+    me = os.getpid()
+    return sorted(
+        {
+            pid
+            for pid, _mode, dev, inode in _procfs.flocks()
+            if dev == st.st_dev and inode == st.st_ino and pid != me
+        }
+    )
+
+
+def _command(pid: int) -> str:
+    argv = _procfs.cmdline(pid) or []
+    text = " ".join(argv) or "?"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_installed(lock_dir: str, workers: int | None = None) -> Check:
+    """``install()`` is active in the serving processes: they hold ``lock_dir`` (see above)."""
+    expected = "API workers hold workerid's lock dir" + (f" ({workers})" if workers else "")
+    pids = lock_dir_users(lock_dir)
+    if not pids:
+        observed = (
+            f"no process holds {lock_dir}: install() is not active in the serving processes, "
+            "or they use another lock dir (WORKERID_DIR; see --lock-dir)"
+        )
+        return Check("workerid install() active", expected, observed, False)
+    shown = "; ".join(f"{pid} {_command(pid)}" for pid in pids[:8])
+    more = f"; and {len(pids) - 8} more" if len(pids) > 8 else ""
+    observed = f"{len(pids)} processes hold {lock_dir}: {shown}{more}"
+    return Check("workerid install() active", expected, observed, True)
 
 
 def check_ranges(conn: Any, types: Sequence[str]) -> tuple[list[Check], dict[str, tuple[int, int]]]:
@@ -206,12 +281,16 @@ def run(
     workers: int | None = None,
     tunnel_types: Sequence[str] | None = None,
     token: str | None = None,
+    lock_dir: str | None = None,
 ) -> list[Check]:
     types = list(tunnel_types) if tunnel_types else configured_tunnel_types()
     host = host or _config.option("DEFAULT", "host") or socket.gethostname()
+    lock_dir = lock_dir or os.path.join(_config.lock_path()[0], "workerid")
+    checks = [check_release(neutron_release()), check_installed(lock_dir, workers)]
     conn = _connect(db_url)
     try:
-        checks, bounds = check_ranges(conn, types)
+        found, bounds = check_ranges(conn, types)
+        checks += found
         checks += check_hash_ring(conn, host, workers)
     finally:
         conn.close()

@@ -19,6 +19,7 @@ from . import records, scenarios, workspace
 from .report import Report, Verdict, format_table
 from .servers import SERVERS, Options, ServerError
 from .servers._base import binary
+from .servers.mod_wsgi import DEBIAN_SHORTHAND, DEBIAN_WSGI_SO, resolve_wsgi_so, wsgi_so_problem
 from .session import Session
 
 #: what ``--server all`` runs, in order
@@ -48,6 +49,14 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     p.add_argument("--keep", action="store_true", help="keep the run directory and logs")
     p.add_argument("--user", default="www-data", help="the worker user (default www-data)")
+    p.add_argument(
+        "--mod-wsgi-so",
+        metavar="PATH",
+        help=f"mod_wsgi-site: the Apache module to load instead of the venv's mod_wsgi-express "
+        f"one; {DEBIAN_SHORTHAND!r} is Debian's and Ubuntu's packaged {DEBIAN_WSGI_SO} "
+        "(libapache2-mod-wsgi-py3). It must be built for this venv's Python: the daemon "
+        "processes run with python-home=<this venv>",
+    )
 
 
 SUMMARY = "start real servers (mod_wsgi, gunicorn, uWSGI, uvicorn) and check workerid on them"
@@ -65,6 +74,7 @@ EPILOG = """\
 examples:
   sudo workerid verify
   sudo workerid verify --server gunicorn --workers 2 --json report.json
+  sudo workerid verify --server mod_wsgi-site --mod-wsgi-so debian
 
 Exit code 0 if every check passed, 1 if one failed (the run directory and the
 servers' logs are kept and printed), 2 on bad arguments or when not run as
@@ -83,11 +93,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
-def missing_binaries(name: str, prefix: Path) -> list[str]:
-    """The executables ``name`` needs that are not installed."""
+def missing_binaries(name: str, prefix: Path, wsgi_so: Path | None = None) -> list[str]:
+    """The executables ``name`` needs that are not installed.
+
+    A given ``wsgi_so`` replaces mod_wsgi-express (it only locates the venv's module).
+    """
     probe = Options(1, Path(), Path(), Path(), Path(), prefix=prefix)
     missing = []
     for exe in NEEDS[name]:
+        if wsgi_so is not None and exe == "mod_wsgi-express":
+            continue
         try:
             binary(probe, exe)
         except ServerError:
@@ -95,8 +110,15 @@ def missing_binaries(name: str, prefix: Path) -> list[str]:
     return missing
 
 
+def wsgi_so_of(name: str, args: argparse.Namespace) -> Path | None:
+    """The ``--mod-wsgi-so`` that server ``name`` loads (only mod_wsgi-site loads one)."""
+    value = getattr(args, "mod_wsgi_so", None)
+    return resolve_wsgi_so(value) if value and name == "mod_wsgi-site" else None
+
+
 def verify_server(name: str, root: Path, args: argparse.Namespace, report: Report) -> None:
     base = root / name
+    wsgi_so = wsgi_so_of(name, args)
     opts = Options(
         workers=args.workers,
         run_dir=base / "run",
@@ -105,8 +127,9 @@ def verify_server(name: str, root: Path, args: argparse.Namespace, report: Repor
         db_path=base / "state" / "verify.sqlite",
         user=args.user,
         group=args.user,
+        wsgi_so=wsgi_so,
     )
-    missing = missing_binaries(name, opts.prefix)
+    missing = missing_binaries(name, opts.prefix, wsgi_so)
     if missing:
         report.add(
             name, "setup", "installed", Verdict("server installed", f"missing {missing}", False)
@@ -134,6 +157,19 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("workerid verify: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.mod_wsgi_so:
+        if args.server not in ("mod_wsgi-site", "all"):
+            print(
+                f"workerid verify: --mod-wsgi-so is for --server mod_wsgi-site, not {args.server} "
+                "(mod_wsgi-express loads the module it was built with)",
+                file=sys.stderr,
+            )
+            return 2
+        python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        problem = wsgi_so_problem(resolve_wsgi_so(args.mod_wsgi_so), python)
+        if problem is not None:
+            print(f"workerid verify: --mod-wsgi-so {args.mod_wsgi_so}: {problem}", file=sys.stderr)
+            return 2
     names = ALL if args.server == "all" else (args.server,)
     root = Path(tempfile.mkdtemp(prefix="workerid-verify-"))
     os.chmod(root, 0o755)  # noqa: S103 - the worker user must reach its dirs inside

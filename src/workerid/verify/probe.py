@@ -1,11 +1,11 @@
 """The probe application that ``workerid verify`` serves under each server.
 
-Per request it answers JSON: ``workerid.identity().as_dict()`` plus ``pid``
-and ``ppid``, and records the worker in the SQLite file named by
-``WORKERID_VERIFY_DB`` (see :mod:`.records`), so the harness can check
-workers it no longer reaches. Its ``seed`` initializer runs under
-``workerid.once("seed")`` and inserts one row per run, so the harness can
-count how often it ran per generation.
+Per request it answers JSON: ``workerid.identity().as_dict()`` plus ``pid``,
+``ppid`` and ``module`` (the ``workerid`` file it imported), and records the
+worker in the SQLite file named by ``WORKERID_VERIFY_DB`` (see
+:mod:`.records`), so the harness can check workers it no longer reaches. Its
+``seed`` initializer runs under ``workerid.once("seed")`` and inserts one row
+per run, so the harness can count how often it ran per generation.
 
 Nothing happens at import: uWSGI imports the app in its master before it
 forks, and a probe that asked workerid there would be asking in the master.
@@ -81,6 +81,8 @@ def answer(query: str) -> dict[str, Any]:
     """Everything one request does, shared by the WSGI and ASGI faces."""
     ident = workerid.identity().as_dict()
     body: dict[str, Any] = {**ident, "pid": os.getpid(), "ppid": os.getppid()}
+    # which workerid the server imported: the tests check it is their tree's
+    body["module"] = workerid.__file__
     try:
         body["server_started"] = server_started()
     except Exception as exc:

@@ -15,6 +15,8 @@ class ColdStart(Scenario):
         mark = s.ledger.mark()
         with s.sampler() as sampler:
             s.server.start()
+            for check, verdict in s.server.started_checks():
+                s.check(self.label, check, verdict)
             cov = traffic.drive(s, self.label)
         # Nothing to compare with before the session's first run.
         start: settle.Start = "new" if s.start is not None else "any"

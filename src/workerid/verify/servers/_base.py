@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import procs
+from ..report import Verdict
 
 
 class ServerError(RuntimeError):
@@ -34,6 +35,8 @@ class Options:
     group: str = "www-data"
     #: the venv whose servers and Python serve the probe
     prefix: Path = Path(sys.prefix)
+    #: mod_wsgi-site: the Apache module to load (None: the venv's mod_wsgi-express one)
+    wsgi_so: Path | None = None
 
 
 def binary(opts: Options, name: str) -> str:
@@ -93,6 +96,10 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop and return once the supervisor and every worker are gone."""
+
+    def started_checks(self) -> list[tuple[str, Verdict]]:
+        """Checks of what a fresh start really runs (the cold start reports them)."""
+        return []
 
     def restart_kinds(self) -> tuple[str, ...]:
         """The hard restarts this server has; the first is stop + start."""

@@ -7,7 +7,10 @@ Two ways, one class each:
 * :class:`ModWsgiSite`: a plain config of the packaged kind
   (``WSGIDaemonProcess`` + ``WSGIProcessGroup`` + ``WSGIScriptAlias``,
   ``WSGIServerMetrics On`` and ``server-metrics=On``), run with
-  ``apache2 -f CONF -k start|restart|graceful|stop``.
+  ``apache2 -f CONF -k start|restart|graceful|stop``; it loads the venv's
+  mod_wsgi-express module, or a given ``mod_wsgi.so`` (``Options.wsgi_so``),
+  such as Debian's packaged one (:data:`DEBIAN_WSGI_SO`), checked first by
+  :func:`wsgi_so_problem` and, once started, in every process's memory map.
 
 Apache's parent runs as root and its children as the worker user. The probe
 is a generated ``.wsgi`` script that sets ``os.environ`` before importing
@@ -17,11 +20,14 @@ process inherits Apache's environment, not ours.
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
 from .. import procs
 from ..records import ENV_DB
+from ..report import Verdict
 from ._base import Server, ServerError, binary, server_env
 
 _DOC = (
@@ -180,6 +186,97 @@ class ModWsgiExpress(_Apache):
 
 _MODULES = "/usr/lib/apache2/modules"
 
+#: Debian's and Ubuntu's packaged mod_wsgi for the system Python 3
+DEBIAN_WSGI_SO = Path(_MODULES) / "mod_wsgi.so"
+DEBIAN_PACKAGE = "libapache2-mod-wsgi-py3"
+#: what ``--mod-wsgi-so`` takes for :data:`DEBIAN_WSGI_SO`
+DEBIAN_SHORTHAND = "debian"
+
+
+def resolve_wsgi_so(value: str) -> Path:
+    """``--mod-wsgi-so``'s value as a path: ``debian`` is :data:`DEBIAN_WSGI_SO`."""
+    if value == DEBIAN_SHORTHAND:
+        return DEBIAN_WSGI_SO
+    return Path(value).absolute()
+
+
+def linked_python(so: Path) -> tuple[str | None, list[str]]:
+    """The ``X.Y`` of the libpython ``so`` links and the libraries ``ldd`` cannot find.
+
+    ``(None, [])`` if ``ldd`` is not there or names no libpython (then there
+    is nothing to compare).
+    """
+    try:
+        result = subprocess.run(
+            ["ldd", str(so)], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None, []
+    version = None
+    missing = []
+    for line in result.stdout.splitlines():
+        name = line.split(" => ")[0].strip()
+        found = re.match(r"libpython(\d+\.\d+)", name)
+        if found and version is None:
+            version = found.group(1)
+        if "not found" in line:
+            missing.append(name)
+    return version, missing
+
+
+def wsgi_so_problem(so: Path, python: str) -> str | None:
+    """Why Apache could not serve a venv of Python ``python`` (``X.Y``) with ``so``, or None.
+
+    Checked before any server starts, so a wrong path is one clear message
+    rather than a failed start in every scenario.
+    """
+    hint = (
+        f" (Debian's and Ubuntu's is {DEBIAN_WSGI_SO}: apt-get install {DEBIAN_PACKAGE})"
+        if so == DEBIAN_WSGI_SO
+        else f"; --mod-wsgi-so {DEBIAN_SHORTHAND} is {DEBIAN_WSGI_SO}"
+    )
+    if not so.exists():
+        return f"{so}: no such file{hint}"
+    if not so.is_file():
+        return f"{so}: not a regular file{hint}"
+    try:
+        with so.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        return f"{so}: cannot read it ({exc.strerror})"
+    if magic != b"\x7fELF":
+        return f"{so}: not a shared object (no ELF header); Apache could not load it"
+    version, missing = linked_python(so)
+    if missing:
+        return f"{so}: needs libraries that are not installed: {', '.join(missing)}"
+    if version is not None and version != python:
+        return (
+            f"{so} is built for Python {version}, but this venv is Python {python}: its daemon "
+            f"processes (python-home=<venv>) would not start; run workerid verify from a venv "
+            f"made with Python {version} (e.g. /usr/bin/python3 -m venv)"
+        )
+    return None
+
+
+def mapped(pid: int, path: str) -> bool:
+    """Whether process ``pid`` has the file ``path`` (resolved) mapped: a loaded module."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+            return any(line.rstrip("\n").endswith(" " + path) for line in f)
+    except OSError:
+        return False
+
+
+def configured_line(log: Path) -> str | None:
+    """The last ``mod_wsgi/X Python/Y`` Apache's error log says it was configured with."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"\bmod_wsgi/\S+ Python/\S+", text)
+    return found[-1] if found else None
+
+
 _SITE = """\
 # workerid verify: a plain Apache config of the packaged kind (generated)
 ServerRoot "{run}"
@@ -213,6 +310,8 @@ WSGIServerMetrics On
 
 class ModWsgiSite(_Apache):
     name = "mod_wsgi-site"
+    #: the mod_wsgi.so the latest config loads
+    _loaded: str | None = None
 
     @property
     def conf(self) -> Path:
@@ -225,7 +324,10 @@ class ModWsgiSite(_Apache):
     def _ctl(self, action: str) -> list[str]:
         return [binary(self.opts, "apache2"), "-f", str(self.conf), "-k", action]
 
-    def _setup(self) -> None:
+    def wsgi_so(self) -> str:
+        """The mod_wsgi.so the config loads: the given one, else the venv's."""
+        if self.opts.wsgi_so is not None:
+            return str(self.opts.wsgi_so)
         located = subprocess.run(
             [binary(self.opts, "mod_wsgi-express"), "module-location"],
             capture_output=True,
@@ -236,6 +338,10 @@ class ModWsgiSite(_Apache):
         wsgi_so = located.stdout.strip()
         if located.returncode != 0 or not wsgi_so:
             raise ServerError(f"mod_wsgi-express module-location failed: {located.stderr}")
+        return wsgi_so
+
+    def _setup(self) -> None:
+        wsgi_so = self._loaded = self.wsgi_so()
         self.conf.write_text(
             _SITE.format(
                 run=self.opts.run_dir,
@@ -252,3 +358,16 @@ class ModWsgiSite(_Apache):
                 script=self.script,
             )
         )
+
+    def started_checks(self) -> list[tuple[str, Verdict]]:
+        """Apache's parent and every daemon process map the mod_wsgi.so asked for."""
+        so = os.path.realpath(self._loaded or self.wsgi_so())
+        pids = [p for p in (self.supervisor_pid(), *self.worker_pids()) if p is not None]
+        have = [p for p in pids if mapped(p, so)]
+        line = configured_line(self.log_paths[0]) or "no mod_wsgi version line in the error log"
+        verdict = Verdict(
+            f"Apache and its {self.opts.workers} daemon processes map {so}",
+            f"{len(have)} of {len(pids)} processes map it; error log: {line}",
+            bool(pids) and len(have) == len(pids) == self.opts.workers + 1,
+        )
+        return [("loads the mod_wsgi.so", verdict)]
