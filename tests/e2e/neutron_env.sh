@@ -193,9 +193,12 @@ esac
 STAMP="$VENV/.neutron-e2e.stamp"
 # pyroute2: the neutron 29.0.0 wheel no longer lists it, yet neutron-db-manage imports it
 # (neutron/privileged/agent/linux/__init__.py); 28.0.x lists it, so naming it changes nothing there.
-want_stamp="neutron==$NEUTRON_VERSION pymysql pyroute2 $(sha256sum "$CONSTRAINTS" | cut -c1-16)"
+# python-openstackclient: the proof drives Neutron with the real `openstack` client, as the
+# reference fix's manual check does (OS_AUTH_TYPE=none); the release's own, from its constraints.
+want_stamp="neutron==$NEUTRON_VERSION pymysql pyroute2 python-openstackclient $(sha256sum "$CONSTRAINTS" | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want_stamp" ]; then
-    pip_q install -q -c "$CONSTRAINTS" "neutron==$NEUTRON_VERSION" pymysql pyroute2
+    pip_q install -q -c "$CONSTRAINTS" "neutron==$NEUTRON_VERSION" pymysql pyroute2 \
+        python-openstackclient
     echo "$want_stamp" > "$STAMP"
 fi
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -312,6 +313,41 @@ def poll_first_post(t0: float, timeout: float = 180, until_201: bool = False) ->
     raise AssertionError(f"no {'201' if until_201 else 'answer'} within {timeout}s; {earlier}")
 
 
+# --- the openstack client --------------------------------------------------------------------
+
+OPENSTACK = VENV / "bin" / "openstack"
+
+
+def openstack_env() -> dict[str, str]:
+    """As the reference fix's manual check runs the client: no Keystone, Neutron's endpoint."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(STATE),
+        "OS_AUTH_TYPE": "none",
+        "OS_ENDPOINT": API,
+    }
+
+
+def openstack(*args: str, timeout: float = 120) -> Any:
+    """``openstack <args> -f json``: the parsed output (an AssertionError if it fails)."""
+    out = run([str(OPENSTACK), *args, "-f", "json"], timeout=timeout, env=openstack_env())
+    return json.loads(out) if out.strip() else None
+
+
+def openstack_fails(*args: str, timeout: float = 120) -> tuple[int, str]:
+    """``openstack <args>`` expected to fail: (exit code, stdout + stderr)."""
+    proc = subprocess.run(
+        [str(OPENSTACK), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=openstack_env(),
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 # --- processes ------------------------------------------------------------------------------
 
 
@@ -452,19 +488,36 @@ class ExpressServer(Apache):
         run([str(self.root / "apachectl"), action], timeout=120)
 
 
-class SiteServer(Apache):
-    """Debian's apache2 with a minimal httpd.conf around ``workerid neutron site-config``."""
+#: Debian's and Ubuntu's packaged mod_wsgi (libapache2-mod-wsgi-py3), built for the system Python
+DEBIAN_WSGI_SO = Path("/usr/lib/apache2/modules/mod_wsgi.so")
 
-    def __init__(self, root: Path) -> None:
+
+class SiteServer(Apache):
+    """Debian's apache2 with a minimal httpd.conf around ``workerid neutron site-config``.
+
+    ``wsgi_so``: load that mod_wsgi (Debian's packaged one) with ``WSGIPythonHome`` the release's
+    venv, which is built on the system Python, as Ubuntu's packaging runs Neutron; by default
+    the venv's own pip-built module (``mod_wsgi-express module-config``).
+    """
+
+    def __init__(self, root: Path, wsgi_so: Path | None = None) -> None:
         super().__init__(root)
         self.conf = root / "httpd.conf"
+        self.wsgi_so = wsgi_so
 
     def setup(self) -> SiteServer:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         os.chmod(self.root, 0o755)
         site = run([str(VENV / "bin/workerid"), "neutron", "site-config"])
-        module = run([str(VENV / "bin/mod_wsgi-express"), "module-config"])
+        if self.wsgi_so is None:
+            module = run([str(VENV / "bin/mod_wsgi-express"), "module-config"])
+        else:
+            assert self.wsgi_so.is_file(), (
+                f"{self.wsgi_so}: apt-get install libapache2-mod-wsgi-py3"
+            )
+            module = f'LoadModule wsgi_module "{self.wsgi_so}"\nWSGIPythonHome "{VENV}"'
+
         # Only what this machine needs changed in the shipped site: loopback, our log files.
         site = site.replace("Listen 9696", f"Listen {HOST}:{PORT}")
         site = site.replace("/var/log/neutron/neutron-api.log", str(self.error_log))
@@ -480,7 +533,7 @@ User {SVC_USER}
 Group {SVC_USER}
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-# from: mod_wsgi-express module-config
+# the mod_wsgi module (mod_wsgi-express module-config, or Debian's packaged one)
 {module}
 WSGISocketPrefix {self.root}/wsgi
 # from: workerid neutron site-config

@@ -25,6 +25,7 @@ import re
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,35 @@ def assert_create_201(where: str) -> dict[str, object]:
     assert isinstance(vni, int) and rng.minimum <= vni <= rng.maximum, net
     assert lab.delete_network(str(net["id"])) == 204
     return dict(net)
+
+
+def assert_openstack_client_works(where: str) -> None:
+    """The reference fix's manual check, with the real ``openstack`` client (OS_AUTH_TYPE=none):
+    network create is geneve with a VNI from the one seeded default range, network segment
+    range list shows exactly that range, subnet and port create succeed; all deleted again."""
+    name = f"osc-{uuid.uuid4().hex[:8]}"
+    net = lab.openstack("network", "create", name)
+    try:
+        assert net["provider:network_type"] == "geneve", f"{where}: {net}"
+        vni = net["provider:segmentation_id"]
+        ranges = lab.openstack("network", "segment", "range", "list")
+        defaults = [r for r in ranges if r["Default"]]
+        assert len(defaults) == 1, f"{where}: {ranges}"
+        (rng,) = defaults
+        assert (rng["Network Type"], rng["Minimum ID"], rng["Maximum ID"]) == GENEVE, rng
+        assert isinstance(vni, int) and rng["Minimum ID"] <= vni <= rng["Maximum ID"], net
+        assert name in {n["Name"] for n in lab.openstack("network", "list")}
+        subnet = lab.openstack(
+            "subnet", "create", "--network", net["id"], "--subnet-range", "10.42.0.0/24", name
+        )
+        assert subnet["cidr"] == "10.42.0.0/24" and subnet["network_id"] == net["id"], subnet
+        port = lab.openstack("port", "create", "--network", net["id"], name)
+        assert port["network_id"] == net["id"], port
+        assert any(ip.get("subnet_id") == subnet["id"] for ip in port["fixed_ips"]), port
+        lab.log(f"openstack client ({where}): network {name} geneve VNI {vni}, subnet, port")
+        lab.openstack("port", "delete", port["id"])
+    finally:
+        lab.openstack("network", "delete", net["id"])  # its subnet goes with it
 
 
 @dataclass
@@ -179,6 +209,10 @@ def before_28(server: lab.Apache) -> None:
     answers += [(status, lab.error_type(body)) for status, body in later]
     assert answers == [(503, "NoNetworkAvailable")] * 5
     assert lab.default_ranges() == []
+    # what an operator sees: the reference bug, with the real client
+    rc, out = lab.openstack_fails("network", "create", "private")
+    assert rc != 0 and "No tenant network is available for allocation" in out, (rc, out)
+    assert lab.openstack("network", "segment", "range", "list") == []
 
 
 def before_29(server: lab.Apache) -> None:
@@ -266,6 +300,9 @@ class TestModWsgiExpress:
 
     def test_network_create_geneve_in_default_range(self, express: Deployment) -> None:
         assert_create_201("after start")
+
+    def test_openstack_client(self, express: Deployment) -> None:
+        assert_openstack_client_works("mod_wsgi-express")
 
     def test_hash_ring_and_single_seeding(self, express: Deployment) -> None:
         """4 rows (worker IDs 1-4), one created_at = workerid's start time; range seeded once."""
@@ -377,17 +414,21 @@ class TestModWsgiExpress:
 # --- the Apache site variant ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="class")
-def site() -> Iterator[Deployment]:
+@pytest.fixture(scope="class", params=["pip-mod_wsgi", "debian-mod_wsgi"])
+def site(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     lab.recreate_database()
-    server = lab.SiteServer(WORK / "site").setup()
+    debian = request.param == "debian-mod_wsgi"
+    wsgi_so = lab.DEBIAN_WSGI_SO if debian else None
+    server = lab.SiteServer(WORK / request.param, wsgi_so).setup()
     with lab.running(server):
         yield Deployment(server, start_and_probe(server))
 
 
 class TestApacheSite:
     """Debian's apache2, minimal httpd.conf, the shipped site template (lazy WSGIScriptAlias +
-    WSGIImportScript, `WSGIDaemonProcess neutron-api processes=4 ... server-metrics=On`)."""
+    WSGIImportScript, `WSGIDaemonProcess neutron-api processes=4 ... server-metrics=On`); with
+    the venv's pip-built mod_wsgi, and with Debian's packaged ``libapache2-mod-wsgi-py3`` and
+    the venv (on the system Python) as ``WSGIPythonHome``, as Ubuntu's packaging serves it."""
 
     def test_cold_start(self, site: Deployment) -> None:
         first = site.first
@@ -396,8 +437,17 @@ class TestApacheSite:
         assert len(daemons) == lab.PROCESSES
         for pid in daemons:
             assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"(wsgi:neutron-api")
+        server = site.server
+        assert isinstance(server, lab.SiteServer)
+        if server.wsgi_so is not None:  # every daemon runs Debian's module, not the venv's
+            for pid in daemons:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+                assert str(server.wsgi_so) in maps and "mod_wsgi-py" not in maps, pid
         settled_ring()
         site.created_at.append(check_run(site.server, 0, "site cold start", reseeded=True))
+
+    def test_openstack_client(self, site: Deployment) -> None:
+        assert_openstack_client_works(site.server.root.name)
 
     def test_restart(self, site: Deployment) -> None:
         restart_and_check(site, "site -k restart")
