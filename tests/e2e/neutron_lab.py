@@ -316,6 +316,8 @@ def poll_first_post(t0: float, timeout: float = 180, until_201: bool = False) ->
 # --- the openstack client --------------------------------------------------------------------
 
 OPENSTACK = VENV / "bin" / "openstack"
+#: the one default range ML2 must seed (ml2_conf.ini vni_ranges 1:65536)
+GENEVE = ("geneve", 1, 65536)
 
 
 def openstack_env() -> dict[str, str]:
@@ -346,6 +348,35 @@ def openstack_fails(*args: str, timeout: float = 120) -> tuple[int, str]:
         env=openstack_env(),
     )
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def assert_openstack_client_works(where: str) -> None:
+    """The reference fix's manual check, with the real ``openstack`` client (OS_AUTH_TYPE=none):
+    network create is geneve with a VNI from the one seeded default range, network segment
+    range list shows exactly that range, subnet and port create succeed; all deleted again."""
+    name = f"osc-{uuid.uuid4().hex[:8]}"
+    net = openstack("network", "create", name)
+    try:
+        assert net["provider:network_type"] == "geneve", f"{where}: {net}"
+        vni = net["provider:segmentation_id"]
+        ranges = openstack("network", "segment", "range", "list")
+        defaults = [r for r in ranges if r["Default"]]
+        assert len(defaults) == 1, f"{where}: {ranges}"
+        (rng,) = defaults
+        assert (rng["Network Type"], rng["Minimum ID"], rng["Maximum ID"]) == GENEVE, rng
+        assert isinstance(vni, int) and rng["Minimum ID"] <= vni <= rng["Maximum ID"], net
+        assert name in {n["Name"] for n in openstack("network", "list")}
+        subnet = openstack(
+            "subnet", "create", "--network", net["id"], "--subnet-range", "10.42.0.0/24", name
+        )
+        assert subnet["cidr"] == "10.42.0.0/24" and subnet["network_id"] == net["id"], subnet
+        port = openstack("port", "create", "--network", net["id"], name)
+        assert port["network_id"] == net["id"], port
+        assert any(ip.get("subnet_id") == subnet["id"] for ip in port["fixed_ips"]), port
+        log(f"openstack client ({where}): network {name} geneve VNI {vni}, subnet, port")
+        openstack("port", "delete", port["id"])
+    finally:
+        openstack("network", "delete", net["id"])  # its subnet goes with it
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import re
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ pytestmark = pytest.mark.e2e
 WORK = Path(os.environ.get("WORKERID_E2E_DIR", str(lab.STATE / "e2e")))
 SEEDED = "workerid: seeded the ML2 default segment ranges"
 NEUTRON_SEEDS = "Initializing driver network segment range support for type 'geneve'"
-GENEVE = ("geneve", 1, 65536)  # ml2_conf.ini vni_ranges 1:65536
+GENEVE = lab.GENEVE
 
 
 def neutron_host() -> str:
@@ -89,35 +88,6 @@ def assert_create_201(where: str) -> dict[str, object]:
     assert isinstance(vni, int) and rng.minimum <= vni <= rng.maximum, net
     assert lab.delete_network(str(net["id"])) == 204
     return dict(net)
-
-
-def assert_openstack_client_works(where: str) -> None:
-    """The reference fix's manual check, with the real ``openstack`` client (OS_AUTH_TYPE=none):
-    network create is geneve with a VNI from the one seeded default range, network segment
-    range list shows exactly that range, subnet and port create succeed; all deleted again."""
-    name = f"osc-{uuid.uuid4().hex[:8]}"
-    net = lab.openstack("network", "create", name)
-    try:
-        assert net["provider:network_type"] == "geneve", f"{where}: {net}"
-        vni = net["provider:segmentation_id"]
-        ranges = lab.openstack("network", "segment", "range", "list")
-        defaults = [r for r in ranges if r["Default"]]
-        assert len(defaults) == 1, f"{where}: {ranges}"
-        (rng,) = defaults
-        assert (rng["Network Type"], rng["Minimum ID"], rng["Maximum ID"]) == GENEVE, rng
-        assert isinstance(vni, int) and rng["Minimum ID"] <= vni <= rng["Maximum ID"], net
-        assert name in {n["Name"] for n in lab.openstack("network", "list")}
-        subnet = lab.openstack(
-            "subnet", "create", "--network", net["id"], "--subnet-range", "10.42.0.0/24", name
-        )
-        assert subnet["cidr"] == "10.42.0.0/24" and subnet["network_id"] == net["id"], subnet
-        port = lab.openstack("port", "create", "--network", net["id"], name)
-        assert port["network_id"] == net["id"], port
-        assert any(ip.get("subnet_id") == subnet["id"] for ip in port["fixed_ips"]), port
-        lab.log(f"openstack client ({where}): network {name} geneve VNI {vni}, subnet, port")
-        lab.openstack("port", "delete", port["id"])
-    finally:
-        lab.openstack("network", "delete", net["id"])  # its subnet goes with it
 
 
 @dataclass
@@ -302,7 +272,7 @@ class TestModWsgiExpress:
         assert_create_201("after start")
 
     def test_openstack_client(self, express: Deployment) -> None:
-        assert_openstack_client_works("mod_wsgi-express")
+        lab.assert_openstack_client_works("mod_wsgi-express")
 
     def test_hash_ring_and_single_seeding(self, express: Deployment) -> None:
         """4 rows (worker IDs 1-4), one created_at = workerid's start time; range seeded once."""
@@ -447,7 +417,7 @@ class TestApacheSite:
         site.created_at.append(check_run(site.server, 0, "site cold start", reseeded=True))
 
     def test_openstack_client(self, site: Deployment) -> None:
-        assert_openstack_client_works(site.server.root.name)
+        lab.assert_openstack_client_works(site.server.root.name)
 
     def test_restart(self, site: Deployment) -> None:
         restart_and_check(site, "site -k restart")

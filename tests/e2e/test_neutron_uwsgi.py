@@ -239,6 +239,7 @@ def test_workerid_kill_9_takes_over_its_row(with_workerid: lab.UwsgiLab) -> None
     assert status == 201, f"POST /v2.0/networks -> {status} {lab.error_type(net)}"
     assert net["provider:network_type"] == "geneve"
     assert lab.delete_network(str(net["id"])) == 204
+    lab.assert_openstack_client_works("uWSGI + workerid, after kill -9")
     rc, out = lab.neutron_check()
     print(out)
     assert rc == 0 and "FAIL" not in out, out
