@@ -215,3 +215,23 @@ def test_lock_dir_removed_under_100_workers_never_duplicates_an_id_above_64(
         new = next(i for i in idents if i["worker_id"] == wid)
         assert new["pid"] != victim["pid"]
         assert any("joined their worker IDs" in r for r in new["degraded"]), new["degraded"]
+
+
+def test_a_spawned_child_of_worker_above_64_finds_its_workers_id_from_outside(
+    shared_tmp: Path, lock_dir: Path
+) -> None:
+    """70 workers each start a multiprocessing *spawn* child, which learns its worker's ID
+    from outside (the worker's descriptor of slots.lock and its byte there in /proc/locks,
+    not its page): every child of workers 65..70 reports its worker's ID, inherited."""
+    from test_supervisors import MpServer
+
+    server = MpServer(shared_tmp / "mp", 70, "spawn", env_for(lock_dir, **BIG))
+    try:
+        workers = server.workers_alive()
+        _assert_exactly(workers, list(range(1, 71)))
+        for worker in workers[PAGE:]:
+            child = server.child(worker["child_pid"])
+            got = (child["worker_id"], child["inherited"], child["generation"])
+            assert got == (worker["worker_id"], True, worker["generation"]), child["degraded"]
+    finally:
+        server.stop()
