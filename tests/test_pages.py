@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import duplicates, env_for
+import helpers
+from helpers import HERD, duplicates, env_for, kill_group
 from workerid import _layout, _procfs
 
 PAGE = _layout.PAGE
@@ -111,6 +114,50 @@ def test_200_workers_elect_exactly_1_to_200_across_pages(start_server: Any, lock
         if wid > PAGE:
             want.add((f"slots.{(wid - 1) // PAGE}.lock", (wid - 1) % PAGE))
         assert held.get(ident["pid"]) == want, (wid, held.get(ident["pid"]))
+
+
+def _herd(lock_dir: Path, count: int, timeout: float = 240) -> list[dict[str, Any]]:
+    """Run ``helpers/herd.py``: ``count`` workers released at once; their (pid, ID, degraded)."""
+    # no WORKERID_NAMESPACE: with one, a process exec'd by pytest (this master) is taken
+    # for a worker of pytest, and its children for its helpers (design.md, supervisors)
+    env = env_for(lock_dir, WORKERID_MAX_SLOTS="4096")
+    proc = helpers.start(
+        [sys.executable, HERD, str(count)], env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while (done := buf.count(b"\n")) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{done} of {count} workers reported in {timeout}s"
+            if select.select([proc.stdout], [], [], left)[0]:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"the herd's master exited ({done} reported)"
+                buf += chunk
+        rows = [line.split() for line in buf.decode().splitlines()]
+        return [
+            {"pid": int(pid), "worker_id": None if wid == "None" else int(wid), "degraded": int(n)}
+            for pid, wid, n in rows
+        ]
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+
+
+def test_1100_workers_released_at_once_elect_exactly_1_to_1100(lock_dir: Path) -> None:
+    """1,100 workers of one master, every one blocked on one pipe until all are ready, elect
+    at the same moment: exactly 1..1,100 (slots.lock and pages 1..17), none shared, none
+    degraded."""
+    idents = _herd(lock_dir, 1100)
+    _assert_exactly(idents, list(range(1, 1101)))
+    assert [i for i in idents if i["degraded"]] == []
+    (ns,) = [d for d in lock_dir.iterdir() if (d / "slots.lock").exists()]
+    pages = {p.name for p in ns.glob("slots.*.lock")}
+    assert pages == {f"slots.{k}.lock" for k in range(1, 18)}
 
 
 def test_kill9_in_page_2_frees_exactly_that_id(start_server: Any, lock_dir: Path) -> None:
