@@ -34,6 +34,8 @@ import time
 from . import _layout, _procfs, _reclock, _statefile
 
 _POLL = 0.02
+#: reads of /proc/locks before a worker's ID or run range is taken as not there
+_READS = 5
 
 
 class SlotsExhausted(OSError):
@@ -169,14 +171,21 @@ def holding_of(pid: int) -> Holding | None:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        worker_id = offset = start = None
-        for holder, kind, dev, ino, first, last in _procfs.posix_locks(pid):
-            if holder != pid or dev != st.st_dev or ino != st.st_ino:
-                continue
-            if kind == "WRITE" and first == last and first < _layout.RUN_BASE:
-                worker_id = first + 1
-            elif kind == "READ" and first >= _layout.RUN_BASE and last >= first:
-                offset, start = first, last - first + 1
+        for _attempt in range(_READS):
+            worker_id = offset = start = None
+            for holder, kind, dev, ino, first, last in _procfs.posix_locks(pid):
+                if holder != pid or dev != st.st_dev or ino != st.st_ino:
+                    continue
+                if kind == "WRITE" and first == last and first < _layout.RUN_BASE:
+                    worker_id = first + 1
+                elif kind == "READ" and first >= _layout.RUN_BASE and last >= first:
+                    offset, start = first, last - first + 1
+            if worker_id is not None and offset is not None:
+                break
+            # /proc/locks comes a page (4 KiB) per read, each under the kernel's lock
+            # anew, by position: when other processes' locks come and go between two
+            # reads, a line is skipped (seen with 70 workers and their children). A
+            # worker's own locks stay put once it is elected, so read again.
         if worker_id is not None:
             return Holding(os.path.dirname(path), worker_id, offset, start)
     return None
