@@ -36,9 +36,11 @@ syscall count, ``/proc/self/io`` ``syscw``, moved), but not out of the
 makespan. Ratios are per round against the bare loop of the same round, then
 the median.
 
-Also: worker 1,025's election against worker 65's (one process holds 1,024
-or 64 ID bytes with open-file-description locks, each a lock record of its
-own, as 1,024 workers' would be; single workers then elect one at a time),
+Also: worker 1,025's election against worker 65's (one process holds IDs
+1..1,024 or 1..64 with open-file-description locks, each a lock record of
+its own, as 1,024 workers' would be, with their run ranges, laid out as the
+tree under test lays them out: :func:`_hold`; single workers then elect one
+at a time),
 and the hot path: ``worker_id()`` and a ``@once`` function after its first
 call, against a function returning a cached int (``timeit``, best of each
 round, median of per-round ratios).
@@ -254,12 +256,17 @@ def _herd(p: dict[str, Any], n: int) -> dict[str, Any]:
     return {"t_go": t_go, "rows": rows}
 
 
-def _hold(path: str, count: int) -> tuple[int, int]:
-    """Fork a process holding bytes 0..count-1 of ``path``, each its own lock record.
+def _hold(path: str, count: int, variant: str) -> tuple[int, int]:
+    """Fork a process holding worker IDs 1..count as ``count`` workers would.
 
-    Open-file-description locks, one per descriptor: the kernel keeps one
-    record per owner (adjacent locks of one POSIX owner would merge into one),
-    and they conflict with POSIX locks exactly as other workers' would.
+    Open-file-description locks, one descriptor per simulated worker: the
+    kernel keeps one record per owner (adjacent locks of one POSIX owner
+    would merge into one), and they conflict with POSIX locks exactly as
+    other workers' would. For ``workerid``, laid out as the tree under test
+    lays them out (``_layout.PAGE``: IDs above it also in their page file),
+    each worker with its run range in ``slots.lock`` (a read lock whose
+    length is the start time), in ID order, as a herd that elected 1..count
+    leaves them; for ``bare``, the ID bytes alone in one file.
     Returns (pid, fd to close to release it).
     """
     ready_r, ready_w = os.pipe()
@@ -268,14 +275,33 @@ def _hold(path: str, count: int) -> tuple[int, int]:
     if pid == 0:
         os.close(ready_r)
         os.close(stop_w)
+        from workerid import _layout
+
+        page = getattr(_layout, "PAGE", None) if variant == "workerid" else None
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < count + 64:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
+        if soft < 2 * count + 64:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * count + 64), hard))
         keep = []
+        run = _layout.RUN_BASE + 12345 * _layout.RUN_SPACING  # a run of its own
+
+        def ofd_lock(target: str, kind: int, start: int, length: int) -> None:
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
+            keep.append(fd)
+
         for i in range(count):
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, i, 1, 0))
+            if variant == "workerid":
+                fcntl.fcntl(
+                    fd,
+                    fcntl.F_OFD_SETLK,
+                    _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, run, 1_796_000_000, 0),
+                )
             keep.append(fd)
+            if page is not None and i >= page:
+                pages = os.path.join(os.path.dirname(path), f"slots.{i // page}.lock")
+                ofd_lock(pages, fcntl.F_WRLCK, i % page, 1)
         os.write(ready_w, b"r")
         os.read(stop_r, 1)
         os._exit(0)
@@ -315,7 +341,7 @@ def zygote() -> None:
     out: dict[str, Any] = {}
     if p.get("hold"):
         path = _whoami(p)
-        holder, stop = _hold(path, p["hold"])
+        holder, stop = _hold(path, p["hold"], p["variant"])
         try:
             out["batches"] = [_herd(p, 1) for _ in range(p["batches"])]
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workerid import _generation, _procfs, _statefile
+from workerid import _config, _generation, _procfs, _statefile
 
 
 def test_stat_cmdline_and_boot_time_are_the_kernels() -> None:
@@ -217,3 +217,32 @@ def test_the_once_done_path_holds_only_while_the_identity_it_was_done_under_does
     workerid.configure()
     assert seed() is None  # done in the first namespace's run already (its marker says so)
     assert len(calls) == 2
+
+
+def test_no_workerid_variable_skips_the_parse_and_each_variable_still_counts() -> None:
+    """With none of WORKERID_DIR/NAMESPACE/COUNT/MAX_SLOTS/BACKEND/DEPLOY set (or only
+    empty ones, or unrelated WORKERID_* names), the settings are configure()'s, unchanged;
+    each of the six, set alone, changes them, so the shortcut hides none of them."""
+    explicit = _config.explicit_settings(
+        lock_dir="/tmp/x",
+        namespace=None,
+        worker_count=3,
+        max_slots=None,
+        settle_timeout=None,
+    )
+    for settings in (_config.Settings(), explicit):
+        for environ in ({}, {"WORKERID_DIR": "", "WORKERID_OTHER": "1", "PATH": "/bin"}):
+            assert _config.from_env(environ, settings) == settings
+    values = {
+        "WORKERID_DIR": "/srv/locks",
+        "WORKERID_NAMESPACE": "app",
+        "WORKERID_COUNT": "7",
+        "WORKERID_MAX_SLOTS": "128",
+        "WORKERID_BACKEND": "postgresql://u@h/db",
+        "WORKERID_DEPLOY": "2026.1-abc",
+    }
+    assert set(values) == set(_config.ENV_VARS)
+    for var, value in values.items():
+        got = _config.from_env({var: value}, _config.Settings())
+        assert got != _config.Settings(), var
+        assert var == _config.ENV_BACKEND or "env" in got.origin.values(), var

@@ -276,6 +276,7 @@ def _elect(plan: _Plan, fd: int, start: int | None) -> _slots.Held | None:
     try:
         held = _slots.elect(
             fd,
+            ns_dir=plan.ns_dir,
             max_slots=plan.max_slots,
             worker_count=plan.settle_count,
             settle_timeout=plan.settle_timeout,
@@ -283,6 +284,7 @@ def _elect(plan: _Plan, fd: int, start: int | None) -> _slots.Held | None:
     except _slots.SlotsExhausted as exc:
         plan.degraded.append(f"{exc}; worker_id is None")
         return None
+    plan.degraded.extend(held.notes)
     if held.overflow:
         plan.degraded.append(held.overflow)
     elif plan.settle_count is None and plan.count is not None and held.worker_id > plan.count:
@@ -675,11 +677,8 @@ def _after_fork_child() -> None:
         _proc.keeper, _proc.base = None, None
     if _proc.held is not None:
         # The child holds no record lock (they are not inherited); the
-        # descriptor is just a leftover. Closing it cannot touch the parent.
-        try:
-            os.close(_proc.held.fd)
-        except OSError:
-            pass
+        # descriptors are just leftovers. Closing them cannot touch the parent.
+        _slots.release(_proc.held)
         _proc.held = None
     if _cached is None:
         _proc.forked_from = os.getppid()

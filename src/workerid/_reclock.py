@@ -29,6 +29,7 @@ import errno
 import fcntl
 import os
 import struct
+import sys
 
 # struct flock on Linux: short l_type, short l_whence, off_t l_start,
 # off_t l_len, pid_t l_pid (native alignment adds the padding).
@@ -69,6 +70,42 @@ def conflict(fd: int, start: int, length: int = 1) -> tuple[int, int, int] | Non
     if l_type == fcntl.F_UNLCK:
         return None
     return int(l_start), int(l_len), int(l_pid)
+
+
+#: ``F_GETLK`` queries for bytes 0..63, packed once: an election asks them of
+#: ``slots.lock`` and of every page file (whose bytes are 0..63 too)
+_BYTE_QUERIES = tuple(_FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, i, 1, 0) for i in range(64))
+#: the byte of an answer that holds ``l_type``'s low byte (``F_UNLCK`` is 2)
+_TYPE = 0 if sys.byteorder == "little" else 1
+
+
+def free(fd: int, byte: int) -> bool:
+    """No other process holds a lock on ``byte`` (``F_GETLK``; takes nothing)."""
+    query = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
+    return fcntl.fcntl(fd, fcntl.F_GETLK, query)[_TYPE] == fcntl.F_UNLCK
+
+
+def first_free(fd: int, start: int, stop: int) -> int | None:
+    """The first byte of ``[start, stop)`` (``stop <= 64``) no other process holds, else ``None``.
+
+    The election's inner loop, one ``F_GETLK`` per byte and nothing else: a
+    failing :func:`try_lock` raises inside ``fcntl`` and costs 2.5 times as
+    much (1.2 against 0.45 µs here), and an election asks about every held
+    ID below the one it takes. The answer may be stale by the time the
+    caller locks the byte: it must use :func:`try_lock` and go on if that
+    fails.
+    """
+    getlk, query, queries, unlocked, at = (
+        fcntl.fcntl,
+        fcntl.F_GETLK,
+        _BYTE_QUERIES,
+        fcntl.F_UNLCK,
+        _TYPE,
+    )
+    for byte in range(start, stop):
+        if getlk(fd, query, queries[byte])[at] == unlocked:
+            return byte
+    return None
 
 
 def holder(fd: int, start: int, length: int = 1) -> int | None:

@@ -16,6 +16,12 @@ workers wait for them (``settle_timeout``) rather than share a number.
 Every worker also holds a shared lock on its run's range (``_layout``): a
 run is alive while any of its workers is, and the range's length is its
 start time, readable by any process with ``F_GETLK``.
+
+The search goes through pages of 64 (``_layout.PAGE``): the kernel checks a
+lock request against every lock on the file, and ``slots.lock`` carries one
+run range per worker, so probing 1,024 held IDs there cost about 3.8 µs
+each. IDs above 64 are first looked for in a page file of at most 64 locks,
+and taken in ``slots.lock`` only once found free there (:func:`_lowest_free`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import time
 from . import _layout, _procfs, _reclock, _statefile
 
 _POLL = 0.02
+#: reads of /proc/locks before a worker's ID or run range is taken as not there
+_READS = 5
 
 
 class SlotsExhausted(OSError):
@@ -40,6 +48,11 @@ class Held:
     worker_id: int
     #: why the ID is above the worker count, if it is
     overflow: str | None = None
+    #: the page file (``slots.<k>.lock``) holding the ID's byte in the search
+    #: index, for IDs above ``_layout.PAGE``; kept open for the process's life
+    page_fd: int | None = None
+    #: page files refused during the election, and what that meant
+    notes: tuple[str, ...] = ()
 
 
 def open_slots(ns_dir: str) -> tuple[int, str | None]:
@@ -158,29 +171,110 @@ def holding_of(pid: int) -> Holding | None:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        worker_id = offset = start = None
-        for holder, kind, dev, ino, first, last in _procfs.posix_locks(pid):
-            if holder != pid or dev != st.st_dev or ino != st.st_ino:
-                continue
-            if kind == "WRITE" and first == last and first < _layout.RUN_BASE:
-                worker_id = first + 1
-            elif kind == "READ" and first >= _layout.RUN_BASE and last >= first:
-                offset, start = first, last - first + 1
+        for _attempt in range(_READS):
+            worker_id = offset = start = None
+            for holder, kind, dev, ino, first, last in _procfs.posix_locks(pid):
+                if holder != pid or dev != st.st_dev or ino != st.st_ino:
+                    continue
+                if kind == "WRITE" and first == last and first < _layout.RUN_BASE:
+                    worker_id = first + 1
+                elif kind == "READ" and first >= _layout.RUN_BASE and last >= first:
+                    offset, start = first, last - first + 1
+            if worker_id is not None and offset is not None:
+                break
+            # /proc/locks comes a page (4 KiB) per read, each under the kernel's lock
+            # anew, by position: when other processes' locks come and go between two
+            # reads, a line is skipped (seen with 70 workers and their children). A
+            # worker's own locks stay put once it is elected, so read again.
         if worker_id is not None:
             return Holding(os.path.dirname(path), worker_id, offset, start)
     return None
 
 
-def _lowest_free(fd: int, max_slots: int) -> int | None:
-    for index in range(max_slots):
-        if _reclock.try_lock(fd, index):
-            return index + 1
+class _Pages:
+    """The page files (``slots.<k>.lock``) one election opens, each once.
+
+    A page that cannot be used safely (a symlink, a FIFO, another owner, a
+    group-writable file: ``_statefile.open_lock_file``) is never opened
+    again in this election; its IDs are searched in ``slots.lock`` alone,
+    which is slower but exact, and :attr:`notes` says so.
+    """
+
+    def __init__(self, ns_dir: str) -> None:
+        self.ns_dir = ns_dir
+        self.fds: dict[int, int | None] = {}
+        self.notes: list[str] = []
+
+    def fd(self, page: int) -> int | None:
+        if page in self.fds:
+            return self.fds[page]
+        path = _layout.page_file(self.ns_dir, page)
+        fd: int | None
+        try:
+            fd = _statefile.open_lock_file(path)
+        except OSError as exc:
+            fd = None
+            why = str(exc) if type(exc) is _statefile.UnsafeStateError else exc.strerror or exc
+            first = page * _layout.PAGE + 1
+            self.notes.append(
+                f"refused {path} ({why}): worker IDs {first}..{first + _layout.PAGE - 1} are "
+                f"searched in {_layout.SLOTS} alone (slower, still exact)"
+            )
+        self.fds[page] = fd
+        return fd
+
+    def close(self, keep: int | None = None) -> None:
+        for fd in self.fds.values():
+            if fd is not None and fd != keep:
+                os.close(fd)
+        self.fds.clear()
+
+
+def _lowest_free(fd: int, pages: _Pages, max_slots: int) -> tuple[int, int | None] | None:
+    """Take the lowest free worker ID: ``(ID, descriptor of its page file or None)``.
+
+    ID ``i`` is byte ``i-1`` of ``slots.lock``, always. IDs 1..PAGE are
+    looked for there. Above, the byte in the ID's page file is taken first,
+    and the one in ``slots.lock`` only then: a worker skipping held IDs
+    probes a file of at most ``PAGE`` locks, and ``slots.lock`` decides (a
+    worker of a release without pages holds only that byte; if it is held,
+    the page's byte is given back and the search goes on).
+    """
+    page_size = _layout.PAGE
+    stop = min(page_size, max_slots)
+    byte = _reclock.first_free(fd, 0, stop)
+    while byte is not None:
+        if _reclock.try_lock(fd, byte):
+            return byte + 1, None
+        byte = _reclock.first_free(fd, byte + 1, stop)
+    for first in range(page_size, max_slots, page_size):
+        stop = min(page_size, max_slots - first)
+        page_fd = pages.fd(first // page_size)
+        if page_fd is None:  # refused: slots.lock alone, slower and as exact
+            for index in range(first, first + stop):
+                if _reclock.free(fd, index) and _reclock.try_lock(fd, index):
+                    return index + 1, None
+            continue
+        byte = _reclock.first_free(page_fd, 0, stop)
+        while byte is not None:
+            if _reclock.try_lock(page_fd, byte):
+                if _reclock.try_lock(fd, first + byte):
+                    return first + byte + 1, page_fd
+                _reclock.unlock(page_fd, byte, 1)
+            byte = _reclock.first_free(page_fd, byte + 1, stop)
     return None
+
+
+def _give_back(fd: int, worker_id: int, page_fd: int | None) -> None:
+    _reclock.unlock(fd, worker_id - 1, 1)
+    if page_fd is not None:
+        _reclock.unlock(page_fd, (worker_id - 1) % _layout.PAGE, 1)
 
 
 def elect(
     fd: int,
     *,
+    ns_dir: str,
     max_slots: int,
     worker_count: int | None,
     settle_timeout: float,
@@ -194,29 +288,38 @@ def elect(
     :class:`SlotsExhausted` when all ``max_slots`` stay held that long.
     """
     deadline = time.monotonic() + settle_timeout
-    while True:
-        got = _lowest_free(fd, max_slots)
-        late = time.monotonic() >= deadline
-        if got is not None and (worker_count is None or got <= worker_count):
-            return Held(fd, got)
-        if got is not None and late:
-            return Held(
-                fd,
-                got,
-                overflow=(
-                    f"worker IDs 1..{worker_count} were all held by live processes for "
-                    f"{settle_timeout:g}s (old workers still running, or another server in "
-                    f"this namespace?); took {got}"
-                ),
-            )
-        if got is None and late:
-            raise SlotsExhausted(
-                f"all {max_slots} worker IDs are held by live processes; raise "
-                "WORKERID_MAX_SLOTS or give other servers their own WORKERID_NAMESPACE"
-            )
-        if got is not None:
-            _reclock.unlock(fd, got - 1, 1)
-        time.sleep(_POLL)
+    pages = _Pages(ns_dir)
+    keep: int | None = None
+    try:
+        while True:
+            got = _lowest_free(fd, pages, max_slots)
+            late = time.monotonic() >= deadline
+            if got is not None and (worker_count is None or got[0] <= worker_count):
+                keep = got[1]
+                return Held(fd, got[0], page_fd=keep, notes=tuple(pages.notes))
+            if got is not None and late:
+                keep = got[1]
+                return Held(
+                    fd,
+                    got[0],
+                    overflow=(
+                        f"worker IDs 1..{worker_count} were all held by live processes for "
+                        f"{settle_timeout:g}s (old workers still running, or another server in "
+                        f"this namespace?); took {got[0]}"
+                    ),
+                    page_fd=keep,
+                    notes=tuple(pages.notes),
+                )
+            if got is None and late:
+                raise SlotsExhausted(
+                    f"all {max_slots} worker IDs are held by live processes; raise "
+                    "WORKERID_MAX_SLOTS or give other servers their own WORKERID_NAMESPACE"
+                )
+            if got is not None:
+                _give_back(fd, *got)
+            time.sleep(_POLL)
+    finally:
+        pages.close(keep)
 
 
 def lowest_unheld(fd: int, max_slots: int) -> int | None:
@@ -246,8 +349,10 @@ def run_start(fd: int, run: str) -> int | None:
 
 
 def release(held: Held) -> None:
-    """Give the ID back (closing the descriptor drops every lock on the file)."""
-    try:
-        os.close(held.fd)
-    except OSError:
-        pass
+    """Give the ID back (closing a descriptor drops every lock on its file)."""
+    for fd in (held.fd, held.page_fd):
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -26,6 +26,7 @@ PREFORK = str(TESTS / "prefork.py")
 EXECWORKER = str(HERE / "execworker.py")
 EXECSUPERVISOR = str(HERE / "execsupervisor.py")
 MPMASTER = str(HERE / "mpmaster.py")
+HERD = str(HERE / "herd.py")
 
 T = TypeVar("T")
 
