@@ -302,6 +302,31 @@ def test_a_runner_cut_off_loses_its_run_lock_and_says_so(fleet: Any) -> None:
         proxy.close()
 
 
+def test_an_engine_restart_while_it_runs_is_waited_out_not_raised(fleet: Any) -> None:
+    """The waiters lose the engine for a moment: they reconnect within their wait and
+    never raise. PostgreSQL's restart ends the runner's session, so its lock goes and a
+    waiter runs it too (said by the runner); etcd keeps the lease across its restart, so
+    the first run stays the only one."""
+    runner = fleet("a", 1, DEPLOY_SLEEP="4")
+    wait_for(lambda: _lines(fleet.log), "the first runner to start", 30)
+    waiters = fleet("b", 2)
+    time.sleep(1.0)
+    fleet.engine.restart()
+    told = waiters.all_reported(timeout=60)
+    ran = runner.all_reported(timeout=60)
+    assert ran[0]["outcome"] == "ran", ran
+    assert sorted({r["outcome"] for r in told}) <= ["done", "ran"], told
+    starts = [x for x in _lines(fleet.log) if x.startswith("start")]
+    if isinstance(fleet.engine, Postgres):  # the restart ended every session
+        said = waiters.stderr.read_text()
+        assert "lost the engine while waiting" in said, said
+        assert len(starts) == 2, starts
+        assert "another worker may" in runner.stderr.read_text()
+    else:
+        assert len(starts) == 1, starts
+        assert _outcomes(told) == ["done", "done"], told
+
+
 def test_a_failure_is_reported_to_its_waiters_and_a_later_call_tries_again(fleet: Any) -> None:
     runner = fleet("a", 1, DEPLOY_SLEEP="1.5", DEPLOY_FAIL="1")
     wait_for(lambda: _lines(fleet.log), "the first attempt to start", 30)

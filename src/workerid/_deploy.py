@@ -142,18 +142,54 @@ def run(
     try:
         if _once._done.get(where.key) == where.generation:
             return OnceResult(where.name, Outcome.DONE, waited=wait.waited)
+        engine: Engine | None
         try:
             engine = _connect(where)
         except BackendError as exc:
             return _unavailable(where, fn, exc)
         try:
-            return _run(where, engine, key, fn, wait=wait, retry=retry, lease=url.lease)
-        except BackendError as exc:
-            return _unavailable(where, fn, exc)
+            while True:
+                try:
+                    return _run(where, engine, key, fn, wait=wait, retry=retry, lease=url.lease)
+                except BackendError as exc:
+                    lost = exc
+                engine.close()
+                engine = _reconnect(where, wait, lost)
+                if engine is None:
+                    return _unavailable(where, fn, lost)
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
     finally:
         tlock.release()
+
+
+def _reconnect(where: _once._Where, wait: _once._Wait, exc: Exception) -> Engine | None:
+    """The engine again after it went away while this call waited (a restart, a blip),
+    within the call's wait budget; ``None`` once that is spent.
+
+    Nothing has run here yet (the function's own run never raises BackendError:
+    _record swallows it), so starting over is safe. The first contact failing is
+    not retried: that is "unavailable", and the degraded ladder says what to do.
+    """
+    from .backends import BackendError
+
+    log.warning(
+        "workerid: once(%r): lost the engine while waiting (%s); trying again%s",
+        where.name,
+        exc,
+        "" if wait.timeout is None else f" for up to {wait.timeout:g}s in all",
+    )
+    pause = 0.25
+    while True:
+        left = None if wait.deadline is None else wait.deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return None
+        time.sleep(pause if left is None else min(pause, left))
+        try:
+            return _connect(where)
+        except BackendError:
+            pause = min(pause * 2, 2.0)
 
 
 def _unavailable(where: _once._Where, fn: Callable[[], R], exc: Exception) -> OnceResult[R]:
