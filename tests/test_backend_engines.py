@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from helpers import HERE, alive, env_for, read_json, wait_for
+from helpers import HERE, alive, env_for, read_json, stop_master, wait_for
 from helpers.engines import ENGINES, Etcd, Postgres, Proxy, Sampler, start_engine
 
 LEASE = 3.0
@@ -72,13 +72,7 @@ class Host:
         return wait_for(check, f"{self.workers} workers of {self.out.name} with IDs", timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_master(self.proc)
 
 
 @pytest.fixture

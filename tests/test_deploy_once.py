@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import workerid
-from helpers import HERE, env_for, read_json, wait_for
+from helpers import HERE, env_for, read_json, stop_master, wait_for
 from helpers.engines import ENGINES, Etcd, Postgres, Proxy, start_engine
 from helpers.serving import free_port
 from workerid import OnceUnavailable, Outcome
@@ -60,13 +60,7 @@ class Host:
         return wait_for(check, f"{self.workers} reports of {self.out.name}", timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_master(self.proc)
 
 
 @pytest.fixture

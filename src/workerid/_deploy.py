@@ -219,25 +219,13 @@ def _run(
         return _done(where, wait)
     found: dict[str, Any] = {"runner": runner}
 
-    def attempt(seconds: float) -> bool:
-        """True once it is done or the run lock is ours; False when ``seconds`` pass."""
-        end = time.monotonic() + seconds
-        pause = _POLL_FIRST
-        while True:
-            result, runner = engine.once_read(key)
-            found["runner"] = runner
-            if result is not None and result.state == "done":
-                found["done"] = True
-                return True
-            if runner is None and engine.once_take(key, host, pid):
-                found["taken"] = True
-                return True
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, _POLL_MAX)
+    def done_or_taken(result: OnceRecord | None, runner: OnceRecord | None) -> bool:
+        if result is not None and result.state == "done":
+            found["done"] = True
+            return True
+        return runner is None and engine.once_take(key, host, pid)
 
+    attempt = _poller(engine, key, found, done_or_taken)
     if not wait.until(attempt, lambda: _describe_runner(found["runner"])):
         runner = found["runner"]
         return _once._busy(wait, runner.pid if runner else None, _describe_runner(runner))
@@ -294,6 +282,31 @@ def _run(
     assert where.generation is not None
     _once._done[where.key] = where.generation
     return OnceResult(where.name, Outcome.RAN, value=value, ran=True, waited=wait.waited)
+
+
+def _poller(
+    engine: Engine,
+    key: OnceKey,
+    found: dict[str, Any],
+    stop: Callable[[OnceRecord | None, OnceRecord | None], bool],
+) -> Callable[[float], bool]:
+    """An ``attempt(seconds)`` for :meth:`_once._Wait.until`: reads the engine (50 ms,
+    doubling to 500 ms) until ``stop(result, runner)``; the last read goes to ``found``."""
+
+    def attempt(seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        pause = _POLL_FIRST
+        while True:
+            found["result"], found["runner"] = engine.once_read(key)
+            if stop(found["result"], found["runner"]):
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
+
+    return attempt
 
 
 def _done(where: _once._Where, wait: _once._Wait) -> OnceResult[Any]:
@@ -359,23 +372,12 @@ def wait_done(where: _once._Where, *, timeout: float | None) -> OnceResult[None]
     except BackendError as exc:
         return OnceResult(where.name, Outcome.DEGRADED, detail=f"backend unavailable ({exc})")
     found: dict[str, Any] = {}
+
+    def settled(result: OnceRecord | None, runner: OnceRecord | None) -> bool:
+        return runner is None or (result is not None and result.state == "done")
+
     try:
-
-        def attempt(seconds: float) -> bool:
-            end = time.monotonic() + seconds
-            pause = _POLL_FIRST
-            while True:
-                found["result"], found["runner"] = engine.once_read(key)
-                if found["runner"] is None or (
-                    found["result"] is not None and found["result"].state == "done"
-                ):
-                    return True
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, _POLL_MAX)
-
+        attempt = _poller(engine, key, found, settled)
         if not wait.until(attempt, lambda: _describe_runner(found.get("runner"))):
             runner = found.get("runner")
             return _once._busy(wait, runner.pid if runner else None, _describe_runner(runner))

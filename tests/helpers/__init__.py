@@ -106,6 +106,17 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
+def stop_master(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM a master this test started with ``start_new_session``; its group is
+    SIGKILLed if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+
+
 def kill_pids(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
