@@ -213,27 +213,25 @@ else
     log "building mod_wsgi from source (no binary wheel)"
     run "${PIP[@]}" install --no-cache-dir --force-reinstall --no-deps --no-binary mod_wsgi mod_wsgi
 fi
+check_links_libpython() {  # check_links_libpython SO WHAT: it loads Debian's libpython, all libs resolve
+    local got
+    got="$(linked_libpython "$1" || true)"
+    if [ "$got" != "$LIBPYTHON_REAL" ]; then
+        die "$2 $1 links '${got:-no libpython}', not $LIBPYTHON (Debian's libpython): it cannot serve $VENV"
+    fi
+    if unresolved_libs "$1"; then
+        die "$2 $1 has unresolved libraries"
+    fi
+}
 SO="$(modwsgi_so)" || die "mod_wsgi is not importable from $PY"
 log "ldd check of $SO:"
 ldd "$SO" | sed 's/^/[setup-system]     /'
-got="$(linked_libpython "$SO" || true)"
-if [ "$got" != "$LIBPYTHON_REAL" ]; then
-    die "mod_wsgi module $SO links '${got:-no libpython}', not $LIBPYTHON (Debian's libpython); refusing to continue"
-fi
-if unresolved_libs "$SO"; then
-    die "mod_wsgi module $SO has unresolved libraries"
-fi
+check_links_libpython "$SO" "mod_wsgi module"
 log "mod_wsgi links $LIBPYTHON: OK"
 # Debian's packaged module serves this venv (python-home=$VENV) only if it is
 # built for the same Python: both must load Debian's libpython.
 if [ -f "$DEBIAN_WSGI_SO" ]; then
-    got="$(linked_libpython "$DEBIAN_WSGI_SO" || true)"
-    if [ "$got" != "$LIBPYTHON_REAL" ]; then
-        die "Debian's $DEBIAN_WSGI_SO links '${got:-no libpython}', not $LIBPYTHON: it cannot serve $VENV"
-    fi
-    if unresolved_libs "$DEBIAN_WSGI_SO"; then
-        die "Debian's $DEBIAN_WSGI_SO has unresolved libraries"
-    fi
+    check_links_libpython "$DEBIAN_WSGI_SO" "Debian's"
     log "Debian's mod_wsgi $(dpkg-query -W -f='${Version}' libapache2-mod-wsgi-py3 2>/dev/null || echo '?') links $LIBPYTHON: OK"
 fi
 

@@ -204,22 +204,22 @@ class Etcd(Engine):
             raise ClaimLost(f"{self.url.safe}: {self.key} is no longer held by this worker")
         return int(count.get("count", 0))
 
-    def release(self) -> None:
-        lease, self.lease_id, self.key = self.lease_id, None, None
+    def _revoke(self, lease: int | None) -> None:
+        """Best effort: a lease not revoked expires with its TTL anyway."""
         if lease is not None:
             try:
                 self._post("/kv/lease/revoke", {"ID": lease}, timeout=1.0)
             except BackendError:
                 pass
 
+    def release(self) -> None:
+        lease, self.lease_id, self.key = self.lease_id, None, None
+        self._revoke(lease)
+
     def close(self) -> None:
         self.release()
         once, self.once_lease, self.once_rev = self.once_lease, None, None
-        if once is not None:
-            try:
-                self._post("/kv/lease/revoke", {"ID": once}, timeout=1.0)
-            except BackendError:
-                pass
+        self._revoke(once)
         self.client.session.close()
 
     def after_fork_in_child(self) -> None:
@@ -401,11 +401,7 @@ class Etcd(Engine):
             put = {"key": _encode(result_key), "value": _encode(_once_value(record))}
             self._post("/kv/put", put)
         lease, self.once_lease, self.once_rev = self.once_lease, None, None
-        if lease is not None:
-            try:
-                self._post("/kv/lease/revoke", {"ID": lease}, timeout=1.0)
-            except BackendError:
-                pass
+        self._revoke(lease)
         return held
 
 
