@@ -42,7 +42,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def collect(port: int, workers: int, timeout: float = 30) -> dict[int, dict[str, Any]]:
+def collect(port: int, workers: int, timeout: float = 90) -> dict[int, dict[str, Any]]:
     seen: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     while len(seen) < workers and time.monotonic() < deadline:
