@@ -175,6 +175,23 @@ def test_daemonised_master(shared_tmp: Path, lock_dir: Path) -> None:
     assert sorted(w["worker_id"] for w in got["workers"]) == [1, 2, 3, 4]
 
 
+def test_ledger_entry_lost_between_two_forks(shared_tmp: Path, lock_dir: Path) -> None:
+    # Work done in the master must not keep a start time the ledger no longer has: the
+    # workers find no entry and no live worker of the run, and do what they do without it.
+    # Each shape in a fresh lock directory, so that both start from the same (empty) ledger.
+    control = _run("after-fork", "ledger-lost", shared_tmp, shared_tmp / "locks-control")
+    master = _run("master", "ledger-lost", shared_tmp, shared_tmp / "locks-master")
+    for got, name in ((control, "locks-control"), (master, "locks-master")):
+        for w in got["workers"]:
+            assert w["lock_dir"] == str(shared_tmp / name)
+            w["lock_dir"] = "the shape's own"
+    assert _summary(master) == _summary(control)
+    assert control["first"] is not None and master["first"] is not None
+    assert {w["start_time"] - control["first"] for w in control["workers"]} == {
+        w["start_time"] - master["first"] for w in master["workers"]
+    }
+
+
 _LEAVE_NOTHING = """
 import os, sys, workerid
 for _ in range(3):  # a child that exits without asking, then a daemonising fork

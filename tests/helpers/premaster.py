@@ -13,9 +13,12 @@ shapes have one command line, hence one default namespace)
   ``after-fork``, in each worker right after its import); ``env`` (``WORKERID_NAMESPACE``);
   ``count`` (``WEB_CONCURRENCY``); ``setuid`` (to 65534, root only); ``unshare`` (a new PID
   namespace for the children, root only); ``daemon`` (fork, the parent exits, the grandchild
-  forks the workers).
+  forks the workers); ``ledger-lost`` (the first child asks for its ID, which records the
+  run's start time, and exits; then the master removes ``ledger.json``: the workers find no
+  entry and no live worker of the run, and record a new one).
 
-Writes ``{"master": pid, "workers": [identity + pid/ppid, ...]}`` to OUT (atomically); exits
+Writes ``{"master": pid, "first": the first child's start time or None, "workers": [identity +
+pid/ppid, ...]}`` to OUT (atomically); exits
 77 when the change is not possible here.
 """
 
@@ -46,9 +49,17 @@ def main() -> int:
     workers = int(count)
     if shape == "master":
         import workerid
+    first_r, first_w = os.pipe()
     warm = os.fork()
     if warm == 0:
+        if change == "ledger-lost":
+            import workerid
+
+            os.write(first_w, str(workerid.start_time()).encode())
         os._exit(0)
+    os.close(first_w)
+    first = os.read(first_r, 64).decode() or None
+    os.close(first_r)
     os.waitpid(warm, 0)
     if change == "configure" and shape == "master":
         workerid.configure(namespace="configured")
@@ -65,6 +76,8 @@ def main() -> int:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWPID) != 0:
             return 77
+    elif change == "ledger-lost":
+        os.unlink(os.path.join(os.environ["WORKERID_DIR"], "ledger.json"))
     elif change == "daemon":
         if os.fork() > 0:
             os._exit(0)  # the parent exits; this grandchild of the caller is the master
@@ -104,7 +117,14 @@ def main() -> int:
         os.wait()
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"master": os.getpid(), "workers": [json.loads(x) for x in lines]}, f)
+        json.dump(
+            {
+                "master": os.getpid(),
+                "first": None if first in (None, "None") else int(first),
+                "workers": [json.loads(x) for x in lines],
+            },
+            f,
+        )
     os.rename(tmp, out)
     return 0
 
