@@ -70,7 +70,18 @@ def find(settings: Settings, forked_from: int | None) -> Finding | None:
         det = loaders.detect(explicit_namespace=explicit_ns)
     if det.supervisor_pid is None or not det.elects:
         return None  # the parent is a master or the whole server: this is a worker
-    return Finding(ppid, _slots.holding_of(ppid), det)
+    holding = _slots.holding_of(ppid)
+    if holding is None and det.loader == "exec":
+        # The parent was exec'd (a named namespace, a parent that is no copy of it:
+        # loaders.generic) and forked this process before asking for an ID. That is
+        # a pre-fork master started by a shell or a process manager (Celery's prefork
+        # pool under supervisord, a custom server) at least as often as a worker
+        # forking a helper early, and only the first reading keeps the server working:
+        # taken as a helper, every worker of such a master had no ID, for good. So
+        # this process is a worker of its own and elects; a helper forked that early
+        # gets an ID of its own instead of None (distinct, never shared).
+        return None
+    return Finding(ppid, holding, det)
 
 
 def _forked_from_parent(ppid: int, grand: int, forked_from: int | None) -> bool:
