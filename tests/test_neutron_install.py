@@ -595,11 +595,19 @@ CONTEXT_WRITER = _Writer()
 #: UniqueConstraint('default', 'network_type', 'physical_network', 'minimum', 'maximum',
 #: name='uniq_network_segment_ranges') (L69); 26.0.x and 27.0.x's has none
 FAKE_RANGE_MODEL = """
-class UniqueConstraint:
+import types
+
+
+class Constraint:
+    def __init__(self, *names):
+        self.columns = [types.SimpleNamespace(name=name) for name in names]
+
+
+class UniqueConstraint(Constraint):
     pass
 
 
-class PrimaryKeyConstraint:
+class PrimaryKeyConstraint(Constraint):
     pass
 
 
@@ -628,7 +636,14 @@ def test_degraded_seeding_is_serialised_where_ranges_are_not_unique(
         "neutron/db/models/__init__.py": "",
         "neutron/db/models/network_segment_range.py": FAKE_RANGE_MODEL.replace(
             "@CONSTRAINTS@",
-            "PrimaryKeyConstraint(), UniqueConstraint()" if unique else "PrimaryKeyConstraint()",
+            # every release: PrimaryKeyConstraint('id'), UniqueConstraint('standard_attr_id')
+            "PrimaryKeyConstraint('id'), UniqueConstraint('standard_attr_id')"
+            + (
+                ", UniqueConstraint('default', 'network_type', 'physical_network', 'minimum',"
+                " 'maximum')"
+                if unique
+                else ""
+            ),
         ),
     }.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

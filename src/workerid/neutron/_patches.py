@@ -180,7 +180,14 @@ def _ranges_unique() -> bool:
     table = getattr(getattr(mod, "NetworkSegmentRange", None), "__table__", None)
     if table is None:
         return True
-    return any(type(c).__name__ == "UniqueConstraint" for c in table.constraints)
+    # Not any unique constraint: every release's table has one on standard_attr_id.
+    return any(
+        type(c).__name__ == "UniqueConstraint" and {col.name for col in c.columns} >= _RANGE_COLUMNS
+        for c in table.constraints
+    )
+
+
+_RANGE_COLUMNS = frozenset({"default", "network_type", "minimum", "maximum"})
 
 
 @contextlib.contextmanager
