@@ -3,7 +3,11 @@
 Shapes: 28.0.0 (uWSGI's worker ID, ``service._get_api_workers``), master of
 2026-08 (``get_api_worker_count`` added, ``api_workers`` gone) and 29.0.0
 (``is_first_api_worker``, argument-less ``get_start_time``, node UUIDs from the
-PID). The stand-ins have the signatures and call conventions of the real
+PID); 26.0.x and 27.0.x have 28.0.0's shape except for the ML2 guard
+(``TypeManager.initialize_network_segment_range_support``): none in 26.0.0,
+28.0.0's in 27.0.x (and 26.0.1, 26.0.2), one that lets a missing worker ID
+through in 26.0.3 and later (26.0.6 on PyPI), and 26.0.0 has no
+``FIRST_WORKER_ID``. The stand-ins have the signatures and call conventions of the real
 modules (neutron/common/wsgi_utils.py, neutron/service.py, ML2 managers,
 ovn_hash_ring_db); the real 28.0.0 and 29.0.0 run with MariaDB and OVN in
 tests/e2e (scripts/e2e-neutron.sh), their module source in
@@ -12,12 +16,16 @@ tests/e2e/test_neutron_modules.py.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+#: this tree's src/, for the subprocesses (the venv may hold another copy of workerid)
+SRC = Path(__file__).resolve().parent.parent / "src"
 
 WSGI_UTILS = """
 FIRST_WORKER_ID = 1
@@ -107,11 +115,31 @@ SEEDED = []
 
 class TypeManager:
     def initialize_network_segment_range_support(self, start_time):
-        if not @FIRST@:
-            return
+@GUARD@
         time.sleep(0.3)  # 65,536 allocations take a while
         SEEDED.append(time.time())
 """
+#: the ML2 guard of each shape (neutron/plugins/ml2/managers.py at the tag, lines cited)
+GUARDS = {
+    # 28.0.0 L193 (also 27.0.0-27.0.3 L193, 26.0.1 L193; commit 39d95a14e2 / f873d55efc)
+    "28.0.0": """
+        if wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID:
+            return
+""",
+    # 29.0.0 L195
+    "29.0.0": """
+        if not wsgi_utils.is_first_api_worker():
+            return
+""",
+    # 26.0.0 L207-L212: no guard, every worker seeds
+    "26.0.0": "",
+    # 26.0.5 L193-L198 (stable-only 23ba73e8d4, first in 26.0.3; 26.0.6 the same)
+    "26.0.6": """
+        w_id = wsgi_utils.get_api_worker_id()
+        if w_id != wsgi_utils.FIRST_WORKER_ID and w_id is not None:
+            return
+""",
+}
 API = """
 from neutron.plugins.ml2 import managers
 managers.TypeManager().initialize_network_segment_range_support(99)
@@ -119,21 +147,23 @@ application = "neutron"
 """
 
 
-SHAPES = ["28.0.0", "master-2026-08", "29.0.0"]
+SHAPES = ["28.0.0", "master-2026-08", "29.0.0", "26.0.0", "26.0.6", "27.0.4"]
+#: the shapes with ``service._get_api_workers`` (removed after 28.0.x)
+SERVICE_SHAPES = ("26.0.0", "26.0.6", "27.0.4", "28.0.0")
 
 
 def make_neutron(root: Path, shape: str = "28.0.0") -> None:
     assert shape in SHAPES, shape
     utils = {
         "28.0.0": WSGI_UTILS,
+        "27.0.4": WSGI_UTILS,  # 27.0.3 wsgi_utils.py = 28.0.0's
+        "26.0.6": WSGI_UTILS,  # 26.0.5 L22 FIRST_WORKER_ID, L26 get_start_time, L54 worker ID
+        # 26.0.0: no FIRST_WORKER_ID yet (added by f873d55efc, 26.0.1)
+        "26.0.0": WSGI_UTILS.replace("FIRST_WORKER_ID = 1\n", ""),
         "master-2026-08": WSGI_UTILS + MASTER_EXTRA,
         "29.0.0": WSGI_UTILS_29,
     }[shape]
-    first = (
-        "wsgi_utils.is_first_api_worker()"
-        if shape == "29.0.0"
-        else "wsgi_utils.get_api_worker_id() == wsgi_utils.FIRST_WORKER_ID"
-    )
+    guard = GUARDS.get(shape, GUARDS["28.0.0"]).strip("\n")
     files = {
         "neutron/__init__.py": "",
         "neutron/common/__init__.py": "",
@@ -142,11 +172,11 @@ def make_neutron(root: Path, shape: str = "28.0.0") -> None:
         "neutron/db/ovn_hash_ring_db.py": HASH_RING_DB,
         "neutron/plugins/__init__.py": "",
         "neutron/plugins/ml2/__init__.py": "",
-        "neutron/plugins/ml2/managers.py": MANAGERS.replace("@FIRST@", f"({first})"),
+        "neutron/plugins/ml2/managers.py": MANAGERS.replace("@GUARD@", guard),
         "neutron/wsgi/__init__.py": "",
         "neutron/wsgi/api.py": API,
     }
-    if shape == "28.0.0":  # later removed api_workers and service._get_api_workers
+    if shape in SERVICE_SHAPES:  # later removed api_workers and service._get_api_workers
         files["neutron/service.py"] = SERVICE
     for name, text in files.items():
         path = root / name
@@ -156,8 +186,14 @@ def make_neutron(root: Path, shape: str = "28.0.0") -> None:
 
 def run(root: Path, lock_dir: Path, body: str, env: dict[str, str] | None = None) -> str:
     script = f"import sys; sys.path.insert(0, {str(root)!r})\n" + textwrap.dedent(body)
-    # TMPDIR: 29.0.0-shaped modules fall back to election files in the temp dir
-    full = {"WORKERID_DIR": str(lock_dir), "PATH": "/usr/bin:/bin", "TMPDIR": str(root)}
+    # TMPDIR: 29.0.0-shaped modules fall back to election files in the temp dir.
+    # PYTHONPATH: this tree's workerid, not whatever copy the venv has installed.
+    full = {
+        "WORKERID_DIR": str(lock_dir),
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(root),
+        "PYTHONPATH": str(SRC),
+    }
     full.update(env or {})
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -204,7 +240,7 @@ def test_install_before_import_answers_every_question(
     lines = out.splitlines()
     assert lines[0] == "1 4"
     assert lines[1:3] == ["True", "True"]
-    assert lines[3] == ("4" if shape == "28.0.0" else "no service")
+    assert lines[3] == ("4" if shape in SERVICE_SHAPES else "no service")
     assert lines[4] == "1"
 
 
@@ -466,3 +502,194 @@ def test_29_hash_ring_node_named_after_the_worker_id_not_the_pid(
         prelude="by_id = db.get_node_uuid.__wrapped__",
     )
     assert rows == [["1", "True", "True"], ["2", "True", "True"]]
+
+
+@pytest.mark.parametrize(
+    ("shape", "seeders"),
+    # without install(), four workers of a pre-fork master that is not uWSGI: 26.0.0 and 26.0.6
+    # seed in every worker, 27.0.4 and 28.0.0 in none (LP: #2150285), 29.0.0 in the first
+    [("26.0.0", 4), ("26.0.6", 4), ("27.0.4", 0), ("28.0.0", 0), ("29.0.0", 1)],
+)
+def test_without_install_each_shape_has_its_releases_fault(
+    tmp_path: Path, lock_dir: Path, shape: str, seeders: int
+) -> None:
+    make_neutron(tmp_path, shape)
+    out = run(
+        tmp_path,
+        lock_dir,
+        """
+        import os
+        r, w = os.pipe()
+        pids = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                from neutron.plugins.ml2 import managers
+                managers.TypeManager().initialize_network_segment_range_support(1)
+                os.write(w, b"%d\\n" % len(managers.SEEDED))
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        os.close(w)
+        print(sum(int(x) for x in os.fdopen(r).read().split()))
+        """,
+    )
+    assert out == str(seeders)
+
+
+#: neutron_lib.db.api's writer, with an engine whose GET_LOCK is an flock on a shared file
+FAKE_DB_API = """
+import fcntl, os, time
+LOG = os.environ["FAKE_DB_LOG"]
+
+
+def _note(what):
+    with open(LOG, "a") as f:
+        f.write(f"{os.getpid()} {what} {time.time()}\\n")
+
+
+class _Result:
+    def __init__(self, value):
+        self.value = value
+
+    def scalar(self):
+        return self.value
+
+
+class _Conn:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def exec_driver_sql(self, sql, params):
+        if sql.startswith("SELECT GET_LOCK("):
+            self.fd = os.open(LOG + ".lock", os.O_CREAT | os.O_RDWR)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            _note("lock " + params[0])
+            return _Result(1)
+        assert sql.startswith("SELECT RELEASE_LOCK("), sql
+        _note("release " + params[0])
+        os.close(self.fd)
+        return _Result(1)
+
+
+class _Engine:
+    class dialect:
+        name = "mysql"
+
+    def connect(self):
+        return _Conn()
+
+
+class _Writer:
+    def get_engine(self):
+        return _Engine()
+
+
+CONTEXT_WRITER = _Writer()
+"""
+#: neutron/db/models/network_segment_range.py: 28.0.0's table has
+#: UniqueConstraint('default', 'network_type', 'physical_network', 'minimum', 'maximum',
+#: name='uniq_network_segment_ranges') (L69); 26.0.x and 27.0.x's has none
+FAKE_RANGE_MODEL = """
+import types
+
+
+class Constraint:
+    def __init__(self, *names):
+        self.columns = [types.SimpleNamespace(name=name) for name in names]
+
+
+class UniqueConstraint(Constraint):
+    pass
+
+
+class PrimaryKeyConstraint(Constraint):
+    pass
+
+
+class _Table:
+    constraints = {@CONSTRAINTS@}
+
+
+class NetworkSegmentRange:
+    __table__ = _Table()
+"""
+
+
+@pytest.mark.parametrize(
+    ("shape", "unique"), [("26.0.6", False), ("27.0.4", False), ("28.0.0", True)]
+)
+def test_degraded_seeding_is_serialised_where_ranges_are_not_unique(
+    tmp_path: Path, shared_tmp: Path, shape: str, unique: bool
+) -> None:
+    """No usable lock directory: once() runs the seeding in every worker. On 26.0.x/27.0.x
+    (no unique constraint) one worker at a time, under a database lock; on 28.0.0 as before."""
+    make_neutron(tmp_path, shape)
+    for name, text in {
+        "neutron_lib/__init__.py": "",
+        "neutron_lib/db/__init__.py": "",
+        "neutron_lib/db/api.py": FAKE_DB_API,
+        "neutron/db/models/__init__.py": "",
+        "neutron/db/models/network_segment_range.py": FAKE_RANGE_MODEL.replace(
+            "@CONSTRAINTS@",
+            # every release: PrimaryKeyConstraint('id'), UniqueConstraint('standard_attr_id')
+            "PrimaryKeyConstraint('id'), UniqueConstraint('standard_attr_id')"
+            + (
+                ", UniqueConstraint('default', 'network_type', 'physical_network', 'minimum',"
+                " 'maximum')"
+                if unique
+                else ""
+            ),
+        ),
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    unusable = shared_tmp / "not-a-dir"
+    unusable.write_text("")
+    events = shared_tmp / "events"
+    out = run(
+        tmp_path,
+        unusable,
+        """
+        import os, workerid, workerid.neutron
+        workerid.neutron.install()
+        import neutron.db.models.network_segment_range  # Neutron has loaded it by then
+        pids = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                from neutron.plugins.ml2 import managers
+                managers.TypeManager().initialize_network_segment_range_support(1)
+                with open(os.environ["FAKE_DB_LOG"], "a") as f:
+                    f.write(f"{os.getpid()} seeded {managers.SEEDED[0]}\\n")
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        print(workerid.worker_id())
+        """,
+        env={"FAKE_DB_LOG": str(events)},
+    )
+    assert out == "None", out  # degraded: no worker ID
+    lines = [line.split() for line in events.read_text().splitlines()]
+    seeded = sorted(float(line[2]) for line in lines if line[1] == "seeded")
+    assert len(seeded) == 3  # every worker seeds
+    locks = [line for line in lines if line[1] in ("lock", "release")]
+    if unique:
+        assert locks == []  # 28.0.0: untouched
+        return
+    assert {line[2] for line in locks} == {"workerid.neutron.ml2.segment-ranges"}, lines
+    # one at a time: lock, release, lock, release, ... each seeding inside its own lock
+    assert [line[1] for line in locks] == ["lock", "release"] * 3
+    spans = [
+        (float(locks[i][3]), float(locks[i + 1][3]), locks[i][0]) for i in range(0, len(locks), 2)
+    ]
+    for (_, released, _), (taken, _, _) in itertools.pairwise(spans):
+        assert released <= taken
+    by_pid = {line[0]: float(line[2]) for line in lines if line[1] == "seeded"}
+    for taken, released, pid in spans:
+        assert taken <= by_pid[pid] <= released

@@ -16,7 +16,7 @@ OPT_IN = "WORKERID_E2E"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "e2e: end-to-end against real Neutron 28.0.0 + MariaDB + OVN under Apache mod_wsgi "
+        "e2e: end-to-end against real Neutron (26.0.x-29.0.x) + MariaDB + OVN under mod_wsgi "
         f"(slow, root only; run with {OPT_IN}=1, see scripts/e2e-neutron.sh)",
     )
 

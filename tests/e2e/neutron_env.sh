@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Bring up what an end-to-end test of Neutron 28.0.0 under Apache mod_wsgi needs, on a fresh
+# Bring up what an end-to-end test of Neutron (26.0.x to 29.0.x) under Apache mod_wsgi needs, on a fresh
 # Debian 12 machine, as root, without systemd, with network only to apt and PyPI:
 #
 #   * apt: MariaDB, OVN central (ovsdb-server + schemas), crudini, Apache + apxs, Python headers
 #   * MariaDB started by hand (no systemd), database `neutron`, user neutron/changeme
 #   * OVN NB and SB ovsdb-servers started by hand on tcp:127.0.0.1:6641 / :6642, and ovn-northd
 #     (Neutron's network create needs NB_Global options:max_tunid, which northd writes)
-#   * a world-readable venv on /usr/bin/python3 with neutron==28.0.0 and PyMySQL, constrained by
-#     OpenStack 2026.1's upper-constraints (vendored: upper-constraints-2026.1.txt), and mod_wsgi
+#   * a world-readable venv on /usr/bin/python3 with neutron==$NEUTRON_VERSION (default 28.0.0) and
+#     PyMySQL, constrained by its OpenStack release's upper-constraints (vendored:
+#     upper-constraints-2025.1.txt for 26.x ... upper-constraints-2026.2.txt for 29.x), and mod_wsgi
 #     (compiled from source against Debian's libpython3.11, not constrained)
 #   * /etc/neutron-e2e/{neutron.conf,plugins/ml2/ml2_conf.ini,api-paste.ini} as in the manual
 #     verification of LP: #2150285, plus what running without RabbitMQ needs
@@ -185,9 +186,11 @@ fi
 # GET /v2.0/networks with 500 ("'Context' object has no attribute 'tenant_id'"). Install with
 # the release's OpenStack upper constraints (vendored beside this script) as upstream CI does.
 case "$NEUTRON_VERSION" in
+    26.*) CONSTRAINTS=$HERE/upper-constraints-2025.1.txt ;;
+    27.*) CONSTRAINTS=$HERE/upper-constraints-2025.2.txt ;;
     28.*) CONSTRAINTS=$HERE/upper-constraints-2026.1.txt ;;
     29.*) CONSTRAINTS=$HERE/upper-constraints-2026.2.txt ;;
-    *) die "no upper constraints for neutron $NEUTRON_VERSION (28.x and 29.x are supported)" ;;
+    *) die "no upper constraints for neutron $NEUTRON_VERSION (26.x to 29.x are supported)" ;;
 esac
 [ -f "$CONSTRAINTS" ] || die "missing $CONSTRAINTS"
 STAMP="$VENV/.neutron-e2e.stamp"

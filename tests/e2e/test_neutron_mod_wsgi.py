@@ -1,12 +1,13 @@
-"""Issue 4's end-to-end proof: unmodified Neutron (28.0.0, 29.0.0) under Apache mod_wsgi, with
-and without workerid, against real MariaDB and OVN. Run by ``bash scripts/e2e-neutron.sh``
-(WORKERID_E2E=1), once per release.
+"""Issue 4's end-to-end proof: unmodified Neutron (26.0.6, 27.0.4, 28.0.0, 29.0.0) under Apache
+mod_wsgi, with and without workerid, against real MariaDB and OVN. Run by
+``bash scripts/e2e-neutron.sh`` (WORKERID_E2E=1), once per release.
 
 Order matters (tests share a deployment per class and run top to bottom):
 
-* ``test_without_workerid``: the release's own behaviour. 28.0.0: 503 NoNetworkAvailable, no
-  default range. 29.0.0: seeds, but kill -9 leaves a frozen 5th ring row and `-k restart` keeps
-  the start time.
+* ``test_without_workerid``: the release's own behaviour. 27.0.4 and 28.0.0: 503
+  NoNetworkAvailable, no default range. 26.0.6: every worker seeds, each with its own start
+  time; after kill -9 the replacement deletes the range and its siblings' ring rows. 29.0.0:
+  seeds, but kill -9 leaves a frozen 5th ring row and `-k restart` keeps the start time.
 * ``TestModWsgiExpress``: ``mod_wsgi-express setup-server`` with workerid (4 daemon processes,
   WSGIImportScript): first answer after start is 201, seeded once, hash ring, neutron-check,
   ``-k restart``, stop/start, ``kill -9``, ``-k graceful``, ten restarts, a clean log.
@@ -164,14 +165,17 @@ def test_without_workerid() -> None:
     wsgi = lab.write_plain_wsgi(WORK / "plain-wsgi" / "neutron-api.wsgi")
     server = lab.ExpressServer(WORK / "plain", wsgi).setup()
     with lab.running(server):
-        if lab.NEUTRON_MAJOR == 28:
+        if lab.NEUTRON_MAJOR in (27, 28):
             before_28(server)
+        elif lab.NEUTRON_MAJOR == 26:
+            before_26(server)
         else:
             before_29(server)
 
 
 def before_28(server: lab.Apache) -> None:
-    """28.0.0 asks uWSGI for the worker ID: no worker is worker 1, nobody seeds the default
+    """28.0.0 and 27.0.x ask uWSGI for the worker ID (managers.py L193 ``get_api_worker_id() !=
+    FIRST_WORKER_ID``, commit 39d95a14e2): no worker is worker 1, nobody seeds the default
     segment ranges, every network create is 503 NoNetworkAvailable (LP: #2150285)."""
     first = start_and_probe(server)
     later = [lab.create_network() for _ in range(4)]
@@ -183,6 +187,52 @@ def before_28(server: lab.Apache) -> None:
     rc, out = lab.openstack_fails("network", "create", "private")
     assert rc != 0 and "No tenant network is available for allocation" in out, (rc, out)
     assert lab.openstack("network", "segment", "range", "list") == []
+
+
+def before_26(server: lab.Apache) -> None:
+    """26.0.3 and later 26.0.x let a missing worker ID through the ML2 guard (managers.py
+    L193-L198: ``w_id != FIRST_WORKER_ID and w_id is not None``, stable-only commit 23ba73e8d4):
+    under mod_wsgi *every* worker seeds, each with its own start time
+    (``get_start_time(current_time=True)``, network_segment_range/plugin.py L69), in one
+    transaction over all 65,536 allocations, and 2025.1 has no unique constraint on the ranges.
+
+    * cold start: the four seedings contend on the allocation rows; measured here, the first
+      answers were 504 (Apache's socket-timeout, 60 s) before the first 201;
+    * kill -9: the replacement starts later, so its start time differs from all of its
+      siblings': it deletes the default range and re-creates it with its own created_at, and
+      deletes its live siblings' hash ring rows (4 -> 1, ``remove_nodes_from_host``).
+    """
+    first = start_and_probe(server)
+    later = lab.poll_first_post(time.monotonic(), timeout=300, until_201=True)
+    lab.log(
+        f"26.x plain: first 201 after {[f'{first.status} at {first.seconds:.1f}s']} "
+        f"+ {later.earlier} at +{later.seconds:.1f}s"
+    )
+    lab.wait_for(
+        lambda: server.log_since(0).count("WorkerService process has finished"),
+        lambda n: n >= lab.PROCESSES,
+        300,
+        "4 workers initialised",
+    )
+    log = server.log_since(0)
+    seedings = log.count(NEUTRON_SEEDS)
+    assert seedings >= lab.PROCESSES, f"seeding ran {seedings} times"  # in every worker
+    before = lab.default_ranges()
+    assert before, "no default range"
+    lab.log(f"26.x plain: seeding ran {seedings} times, ranges {before}")
+    time.sleep(1.5)  # the replacement's start time is a later second than every sibling's
+    killed_at = lab.db_now()
+    old = server.daemons()
+    os.kill(old[1], signal.SIGKILL)
+    server.wait_daemons(exclude=[old[1]])
+    rows = lab.wait_for(lab.ring, lambda rows: len(rows) == 1, 90, "the ring collapsed to 1")
+    ranges = lab.wait_for(
+        lab.default_ranges,
+        lambda ranges: bool(ranges) and all(r.created_at >= killed_at for r in ranges),
+        90,
+        "the default range re-made by the replacement",
+    )
+    lab.log(f"26.x plain, after kill -9: ring {rows}, ranges {ranges}")
 
 
 def before_29(server: lab.Apache) -> None:

@@ -1,7 +1,7 @@
 """workerid.neutron.install() against the real module source of the Neutron release under test.
 
-scripts/e2e-neutron.sh runs tests/e2e once per supported release (28.0.0, 29.0.0), each in its
-own venv; these tests import that venv's real ``neutron.common.wsgi_utils``,
+scripts/e2e-neutron.sh runs tests/e2e once per supported release (26.0.6, 27.0.4, 28.0.0,
+29.0.0), each in its own venv; these tests import that venv's real ``neutron.common.wsgi_utils``,
 ``neutron.service``, ``neutron.plugins.ml2.managers`` and ``neutron.db.ovn_hash_ring_db`` in
 two forked workers of one pre-fork master, and check every answer the patches give. The
 stand-in modules of tests/test_neutron_install.py have the same shapes; these tests are what
@@ -148,6 +148,31 @@ def neutron_source() -> dict[str, str]:
     }
 
 
+#: the ML2 guard in ``TypeManager.initialize_network_segment_range_support``, per release
+GUARDS = {
+    # 26.0.0: none, every worker seeds (commit 39d95a14e2 added one; backported as f873d55efc)
+    "none": None,
+    # 26.0.1, 26.0.2, 27.0.x, 28.0.x (managers.py L193): no uWSGI, no worker 1, nobody seeds
+    "uwsgi-id": "if wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID:",
+    # 26.0.3 and later 26.0.x (managers.py L197, stable-only 23ba73e8d4): no ID, every worker
+    "uwsgi-id-or-none": "if w_id != wsgi_utils.FIRST_WORKER_ID and w_id is not None:",
+    # 29.0.x (managers.py L195): its own file election
+    "file": "if not wsgi_utils.is_first_api_worker():",
+}
+
+
+def guard() -> str:
+    """Which of GUARDS the release under test has."""
+    managers = neutron_source()["neutron/plugins/ml2/managers.py"]
+    body = managers.split("def initialize_network_segment_range_support(self, start_time):")[1]
+    body = body.split("\n    def ")[0]
+    found = [name for name, line in GUARDS.items() if line is not None and line in body]
+    if not found and "wsgi_utils" not in body:
+        found = ["none"]
+    assert len(found) == 1, body
+    return found[0]
+
+
 def shape() -> tuple[bool, bool]:
     """(elects by file: 29.0.x's ``is_first_api_worker``, has ``service._get_api_workers``)."""
     src = neutron_source()
@@ -159,10 +184,13 @@ def shape() -> tuple[bool, bool]:
 
 def test_release_under_test_is_supported() -> None:
     if SOURCE is None:
-        assert lab.NEUTRON_MAJOR in (28, 29), lab.NEUTRON_VERSION
-    # the known shapes: 28.0.x (uWSGI ID, service count), master of 2026-08 (uWSGI ID, no
-    # service count) and 29.0.x (file election, no service count)
+        assert lab.NEUTRON_MAJOR in (26, 27, 28, 29), lab.NEUTRON_VERSION
+    # the known shapes: 26.0.x to 28.0.x (uWSGI ID, service count), master of 2026-08 (uWSGI
+    # ID, no service count) and 29.0.x (file election, no service count)
     assert shape() in {(False, True), (False, False), (True, False)}, shape()
+    expected = {26: "uwsgi-id-or-none", 27: "uwsgi-id", 28: "uwsgi-id", 29: "file"}
+    if SOURCE is None:
+        assert guard() == expected[lab.NEUTRON_MAJOR], (lab.NEUTRON_VERSION, guard())
 
 
 def test_every_patched_question_answered_from_workerid(tmp_path: Path) -> None:
@@ -218,8 +246,96 @@ def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
     assert "def initialize_network_segment_range_support(self, start_time):" in managers
     by_file, _ = shape()
     if not by_file:
-        assert "wsgi_utils.get_api_worker_id() != wsgi_utils.FIRST_WORKER_ID" in managers
+        assert guard() in ("none", "uwsgi-id", "uwsgi-id-or-none")
         assert "self.hash_ring_group, cfg.CONF.host, worker_id)" in mech
+        # mech_driver.py L195-L204 (26.0.x-28.0.x): no uWSGI start time -> this worker's clock
+        assert "self._start_time = wsgi_utils.get_start_time(current_time=True)" in mech
     else:
-        assert "if not wsgi_utils.is_first_api_worker():" in managers
+        assert guard() == "file"
         assert "self.hash_ring_group, cfg.CONF.host, os.getpid())" in mech
+
+
+def test_unique_constraint_on_default_ranges_is_known() -> None:
+    """28.0.0 added ``uniq_network_segment_ranges`` (migration b1bca967e19d); 26.0.x and 27.0.x
+    have none, so two concurrent seedings with one start time can insert two default ranges.
+    install() serialises a seeding that runs in every worker (degraded) on those releases."""
+    model = neutron_source()["neutron/db/models/network_segment_range.py"]
+    has = "name='uniq_network_segment_ranges'" in model
+    if SOURCE is None:
+        assert has == (lab.NEUTRON_MAJOR >= 28), lab.NEUTRON_VERSION
+    # and install() reads the real model the same way (a unique constraint on the range's
+    # columns, not the one every release has on standard_attr_id)
+    out = subprocess.run(
+        [
+            str(lab.VENV / "bin/python"),
+            "-c",
+            "from neutron.db.models import network_segment_range\n"
+            "from workerid.neutron import _patches\n"
+            "print(_patches._ranges_unique())",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(SOURCE)} if SOURCE else {})},
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(has)
+
+
+#: Without install(): two forked workers of one master (no uWSGI) go through the real ML2 guard.
+PLAIN_WORKERS = r"""
+import json, os, types
+from neutron.plugins.ml2 import managers
+
+
+class TypeDriver:
+    def __init__(self):
+        self.calls = []
+
+    def initialize_network_segment_range_support(self, start_time):
+        self.calls.append(start_time)
+
+
+r, w = os.pipe()
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        driver = TypeDriver()
+        tm = managers.TypeManager.__new__(managers.TypeManager)
+        tm.drivers = {"geneve": types.SimpleNamespace(obj=driver)}
+        tm.initialize_network_segment_range_support(4242)
+        os.write(w, (json.dumps(len(driver.calls)) + "\n").encode())
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+os.close(w)
+print(sorted(json.loads(line) for line in os.fdopen(r).read().split()))
+"""
+
+
+def test_without_install_the_real_guard_has_the_releases_fault(tmp_path: Path) -> None:
+    """The "before" of each release, at the module level: how many of two workers seed."""
+    out = subprocess.run(
+        [str(lab.VENV / "bin/python"), "-c", PLAIN_WORKERS],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TMPDIR": str(tmp_path),
+            **({"PYTHONPATH": str(SOURCE)} if SOURCE else {}),
+        },
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    seeded = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = {
+        "none": [1, 1],  # 26.0.0: every worker
+        "uwsgi-id-or-none": [1, 1],  # 26.0.3+: every worker (no ID is let through)
+        "uwsgi-id": [0, 0],  # 27.0.x, 28.0.x: nobody (LP: #2150285)
+        "file": [0, 1],  # 29.0.x: the first by its O_EXCL file
+    }[guard()]
+    assert seeded == expected, (guard(), seeded)

@@ -80,6 +80,7 @@ def install(
                 "workerid: install() ran after Neutron was loaded; the segment range seeding "
                 "may already have been skipped. Call it before importing neutron.wsgi.api"
             )
+        _patches.seed_lock_timeout = seed_timeout
         _importhook.when_imported("neutron.common.wsgi_utils", _patches.patch_wsgi_utils)
         _importhook.when_imported("neutron.service", _patches.patch_service)
         _importhook.when_imported("neutron.plugins.ml2.managers", _patches.patch_managers)

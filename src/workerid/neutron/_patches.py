@@ -1,14 +1,19 @@
 """What ``install()`` changes in Neutron, one function per Neutron module.
 
-Each patch replaces a module attribute; every caller in Neutron 28.0.x and
+Each patch replaces a module attribute; every caller in Neutron 26.0.x to
 29.0.x reads these as ``wsgi_utils.f()`` / ``service._get_api_workers()`` /
 ``ovn_hash_ring_db.add_node()`` at call time (no ``from ... import``), so a
 replaced attribute reaches every call site. The two releases differ in shape
 (see docs/design.md, "Neutron releases"):
 
-* 28.0.x asks uWSGI: ``get_api_worker_id()``, ``get_start_time(default=,
-  current_time=)``, the count from ``service._get_api_workers()``, and a hash
-  ring node UUID made from the worker ID;
+* 26.0.x, 27.0.x and 28.0.x ask uWSGI: ``get_api_worker_id()``,
+  ``get_start_time(default=, current_time=)``, the count from
+  ``service._get_api_workers()``, and a hash ring node UUID made from the
+  worker ID. They differ only in the ML2 guard, which the seeding wrapper
+  satisfies whatever its form (none in 26.0.0; ``!= FIRST_WORKER_ID`` in
+  26.0.1-26.0.2, 27.0.x, 28.0.x; ``!= FIRST_WORKER_ID and not None`` from
+  26.0.3), and in 26.0.x/27.0.x having no unique constraint on the default
+  ranges (see ``_serialised``);
 * 29.0.x elects with ``O_EXCL`` files named after the parent PID:
   ``is_first_api_worker()``, ``get_start_time()`` (no arguments),
   ``get_api_worker_count()``, and a node UUID made from ``os.getpid()``.
@@ -16,12 +21,15 @@ replaced attribute reaches every call site. The two releases differ in shape
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import workerid
@@ -31,6 +39,11 @@ log = logging.getLogger("workerid.neutron")
 
 #: the once() name of the ML2 default segment range seeding
 SEED_ONCE = "neutron.ml2.segment-ranges"
+#: the database lock that serialises the seeding where it runs in every worker
+#: (MariaDB/MySQL ``GET_LOCK``; at most 64 characters)
+SEED_DB_LOCK = "workerid.neutron.ml2.segment-ranges"
+#: how long a worker waits for that lock before it seeds anyway (install() sets it)
+seed_lock_timeout = 90.0
 
 _first = threading.local()
 
@@ -135,7 +148,8 @@ def patch_managers(mod: Any) -> None:
             _first.active = True
             began = time.monotonic()
             try:
-                original(self, start_time)
+                with _serialised():
+                    original(self, start_time)
             finally:
                 _first.active = False
             log.info(
@@ -148,6 +162,79 @@ def patch_managers(mod: Any) -> None:
             _pending.append(seed)
 
     cls.initialize_network_segment_range_support = initialize_network_segment_range_support
+
+
+def _ranges_unique() -> bool:
+    """Whether the release's default ranges table has a unique constraint.
+
+    28.0.0 added ``uniq_network_segment_ranges`` (on default, network_type,
+    physical_network, minimum, maximum; migration ``b1bca967e19d``): with it,
+    concurrent seedings with one start time leave one row. 26.0.x and 27.0.x
+    have none (``neutron/db/models/network_segment_range.py``), and their
+    ``NetworkSegmentRange.new_default`` looks for an identical row and inserts
+    one inside one transaction, so concurrent seedings insert a row each
+    (measured on plain 26.0.6: four default ranges after a restart). Unknown
+    (model not loaded): assume unique, i.e. change nothing.
+    """
+    mod = sys.modules.get("neutron.db.models.network_segment_range")
+    table = getattr(getattr(mod, "NetworkSegmentRange", None), "__table__", None)
+    if table is None:
+        return True
+    # Not any unique constraint: every release's table has one on standard_attr_id.
+    return any(
+        type(c).__name__ == "UniqueConstraint" and {col.name for col in c.columns} >= _RANGE_COLUMNS
+        for c in table.constraints
+    )
+
+
+_RANGE_COLUMNS = frozenset({"default", "network_type", "minimum", "maximum"})
+
+
+@contextlib.contextmanager
+def _serialised() -> Iterator[None]:
+    """Where the seeding runs in every worker, run it in one worker at a time.
+
+    Only when workerid has no worker ID (degraded: no usable lock directory,
+    so ``once()`` runs the seeding in every worker) and the release has no
+    unique constraint on the default ranges (26.0.x, 27.0.x; see
+    ``_ranges_unique``): a database lock (MariaDB/MySQL ``GET_LOCK``, on the
+    database all workers share) taken before Neutron opens its transaction,
+    so the next worker's transaction sees the range the previous one
+    committed and inserts none. Everywhere else, and on another database,
+    nothing changes.
+    """
+    if workerid.worker_id() is not None or _ranges_unique():
+        yield
+        return
+    engine: Any = None
+    try:
+        db_api = importlib.import_module("neutron_lib.db.api")  # Neutron's, loaded by now
+        engine = db_api.CONTEXT_WRITER.get_engine()
+        if engine.dialect.name != "mysql":
+            engine = None
+    except Exception as exc:  # never worse than Neutron alone
+        log.warning("workerid: cannot serialise the segment range seeding: %s", exc)
+        engine = None
+    if engine is None:
+        yield
+        return
+    with engine.connect() as conn:
+        began = time.monotonic()
+        got = conn.exec_driver_sql(
+            "SELECT GET_LOCK(%s, %s)", (SEED_DB_LOCK, seed_lock_timeout)
+        ).scalar()
+        log.info(
+            "workerid: no worker ID and no unique constraint on the default segment ranges: "
+            "seeding under database lock %s (%s after %.2fs)",
+            SEED_DB_LOCK,
+            "taken" if got == 1 else "NOT taken, seeding anyway",
+            time.monotonic() - began,
+        )
+        try:
+            yield
+        finally:
+            if got == 1:
+                conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (SEED_DB_LOCK,))
 
 
 def wait_for_seeding(seed_timeout: float) -> None:
