@@ -106,14 +106,17 @@ def test_install_not_active_when_nobody_holds_the_lock_dir(tmp_path: Path) -> No
         ("28.0.0", True, "28.0.0 in /venv"),
         ("29.0.0", True, "29.0.0 in /venv"),
         ("28.0.2.dev12", True, "28.0.2.dev12 in /venv"),
-        ("27.0.4", False, "27.0.4 in /venv: install() is not made for it"),
+        ("27.0.4", True, "27.0.4 in /venv"),
+        ("26.0.0", True, "26.0.0 in /venv"),
+        ("25.0.1", False, "25.0.1 in /venv: install() is not made for it"),
+        ("30.0.0", False, "30.0.0 in /venv: install() is not made for it"),
         ("2.8.0", False, "2.8.0 in /venv: install() is not made for it"),
         (None, False, "none: no neutron in /venv (run this from Neutron's environment)"),
     ],
 )
 def test_release_row(version: str | None, ok: bool, said: str) -> None:
     found = check.check_release(version, where="/venv")
-    assert found.name == "Neutron release" and found.expected == "28.0.x, 29.0.x"
+    assert found.name == "Neutron release" and found.expected == "26.0.x, 27.0.x, 28.0.x, 29.0.x"
     assert found.ok is ok and found.observed == said
 
 

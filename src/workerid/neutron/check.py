@@ -43,7 +43,7 @@ HASH_RING_NODES_TIMEOUT = 120
 HASH_RING_GROUP = "mechanism_driver"
 TUNNEL_TYPES = ("geneve", "vxlan", "gre")
 #: the Neutron release series install() is made and checked for (README, docs/design.md)
-SUPPORTED_RELEASES = ("28.0", "29.0")
+SUPPORTED_RELEASES = ("26.0", "27.0", "28.0", "29.0")
 
 
 @dataclasses.dataclass(frozen=True)
