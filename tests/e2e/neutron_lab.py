@@ -337,6 +337,11 @@ def openstack(*args: str, timeout: float = 120) -> Any:
     return json.loads(out) if out.strip() else None
 
 
+def openstack_quiet(*args: str, timeout: float = 120) -> None:
+    """``openstack <args>`` for a command with no output to format (``delete``)."""
+    run([str(OPENSTACK), *args], timeout=timeout, env=openstack_env())
+
+
 def openstack_fails(*args: str, timeout: float = 120) -> tuple[int, str]:
     """``openstack <args>`` expected to fail: (exit code, stdout + stderr)."""
     proc = subprocess.run(
@@ -374,9 +379,9 @@ def assert_openstack_client_works(where: str) -> None:
         assert port["network_id"] == net["id"], port
         assert any(ip.get("subnet_id") == subnet["id"] for ip in port["fixed_ips"]), port
         log(f"openstack client ({where}): network {name} geneve VNI {vni}, subnet, port")
-        openstack("port", "delete", port["id"])
+        openstack_quiet("port", "delete", port["id"])
     finally:
-        openstack("network", "delete", net["id"])  # its subnet goes with it
+        openstack_quiet("network", "delete", net["id"])  # its subnet goes with it
 
 
 # --- processes ------------------------------------------------------------------------------
