@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from helpers import duplicates, env_for, live_ids
-from workerid import _layout
+from workerid import _layout, _procfs, _reclock, _slots
 
 
 def _assert_distinct(idents: list[dict[str, Any]]) -> None:
@@ -206,3 +206,55 @@ def test_state_lost_under_live_workers_never_duplicates_an_id(
         )
         if new["worker_id"] is not None:
             assert new["generation"] == generation
+
+
+def test_an_orphan_missed_by_one_read_of_proc_locks_is_still_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/locks comes a page per read, so a line can be skipped while other processes
+    take and drop locks. A worker holding ID 1 in a slots.lock removed under it must be
+    found anyway, or a new worker would start a second ID space and take ID 1 too: the
+    look for orphans is the union of several reads (here the first read misses it)."""
+    ns_dir = tmp_path / "locks" / "ns"
+    ns_dir.mkdir(parents=True, mode=0o700)
+    (tmp_path / "locks").chmod(0o700)
+    path = ns_dir / _layout.SLOTS
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from workerid import _reclock\n"
+            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "assert _reclock.try_lock(fd, 0)\n"
+            f"os.unlink({str(path)!r})\n"
+            "print(os.fstat(fd).st_ino, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        env=env_for(tmp_path / "unused"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        orphan_inode = int(holder.stdout.readline())
+        real = _procfs.posix_locks
+        reads = []
+
+        def skipping(pid: int | None = None) -> list[tuple[int, str, int, int, int, int]]:
+            reads.append(pid)
+            rows = real(pid)
+            return [r for r in rows if r[0] != holder.pid] if len(reads) == 1 else rows
+
+        monkeypatch.setattr(_procfs, "posix_locks", skipping)
+        fd, note = _slots.open_slots(str(ns_dir))
+        try:
+            assert note is not None and f"pid {holder.pid}" in note, note
+            assert os.fstat(fd).st_ino == orphan_inode
+            assert not _reclock.try_lock(fd, 0)  # ID 1 is the orphan's, not free
+            assert len(reads) > 1
+        finally:
+            os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait()

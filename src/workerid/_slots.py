@@ -103,8 +103,14 @@ def open_slots(ns_dir: str) -> tuple[int, str | None]:
 def _orphaned(ns_dir: str, fd: int) -> tuple[int, int] | None:
     st = os.fstat(fd)
     me, uid = os.getpid(), os.geteuid()
+    # The union of _READS looks: /proc/locks comes a page per read, by position,
+    # so a line can be skipped while other processes take and drop locks (new
+    # workers electing in the new file, right now); an orphan missed here would
+    # be a live worker whose ID looks free. This path runs only when slots.lock
+    # is new or slots.orphaned says so, so the extra reads are rare.
     holders = {
         (pid, ino)
+        for _look in range(_READS)
         for pid, kind, dev, ino, start, end in _procfs.posix_locks()
         if kind == "WRITE"
         and dev == st.st_dev
