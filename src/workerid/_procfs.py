@@ -292,14 +292,10 @@ def uid(pid: int) -> int | None:
         return None
 
 
-def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, int]]:
-    """POSIX record locks from ``/proc/locks``: ``(pid, READ|WRITE, dev, inode, start, end)``.
-
-    ``end`` is inclusive (``EOF`` becomes -1). ``pid``: only that process's.
-    Blocked waiters (``->`` lines), ``FLOCK`` and ``OFDLCK`` locks are left
-    out. PIDs are those of the PID namespace of the ``/proc`` mount, and the
-    locks of processes it cannot see are not listed (fs/locks.c).
-    """
+def _locks(kind: bytes, pid: int | None = None) -> list[tuple[int, str, int, int, int, int]]:
+    """``/proc/locks`` lines of ``kind`` (``POSIX``, ``FLOCK``): ``(pid, READ|WRITE, dev,
+    inode, start, end)``, ``end`` inclusive (``EOF`` becomes -1); ``pid``: only that
+    process's. Blocked waiters (``->`` lines) are left out."""
     raw = _read_all(f"{_PROC}/locks")
     if raw is None:
         return []
@@ -308,7 +304,7 @@ def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, i
     for line in raw.splitlines():
         # b"1: POSIX  ADVISORY  WRITE 1234 fe:00:2147490 0 EOF"
         parts = line.split()
-        if len(parts) != 8 or parts[1] != b"POSIX" or (want is not None and parts[4] != want):
+        if len(parts) != 8 or parts[1] != kind or (want is not None and parts[4] != want):
             continue
         try:
             major, minor, inode = parts[5].split(b":")
@@ -327,6 +323,17 @@ def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, i
     return found
 
 
+def posix_locks(pid: int | None = None) -> list[tuple[int, str, int, int, int, int]]:
+    """POSIX record locks from ``/proc/locks``: ``(pid, READ|WRITE, dev, inode, start, end)``.
+
+    ``end`` is inclusive (``EOF`` becomes -1). ``pid``: only that process's.
+    Blocked waiters (``->`` lines), ``FLOCK`` and ``OFDLCK`` locks are left
+    out. PIDs are those of the PID namespace of the ``/proc`` mount, and the
+    locks of processes it cannot see are not listed (fs/locks.c).
+    """
+    return _locks(b"POSIX", pid)
+
+
 def flocks() -> list[tuple[int, str, int, int]]:
     """``flock`` locks from ``/proc/locks``: ``(pid, READ|WRITE, dev, inode)``.
 
@@ -334,22 +341,7 @@ def flocks() -> list[tuple[int, str, int, int]]:
     descriptor is not listed). Blocked waiters are left out; PIDs are those of
     the ``/proc`` mount's PID namespace, as in :func:`posix_locks`.
     """
-    raw = _read_all(f"{_PROC}/locks")
-    if raw is None:
-        return []
-    found = []
-    for line in raw.splitlines():
-        # b"7: FLOCK  ADVISORY  READ 1234 fe:00:2146874 0 EOF"
-        parts = line.split()
-        if len(parts) != 8 or parts[1] != b"FLOCK":
-            continue
-        try:
-            major, minor, inode = parts[5].split(b":")
-            dev = os.makedev(int(major, 16), int(minor, 16))
-            found.append((int(parts[4]), parts[3].decode("ascii"), dev, int(inode)))
-        except ValueError:
-            continue
-    return found
+    return [(pid, mode, dev, inode) for pid, mode, dev, inode, _s, _e in _locks(b"FLOCK")]
 
 
 def open_fds(pid: int) -> list[tuple[int, str]]:
