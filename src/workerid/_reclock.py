@@ -79,12 +79,6 @@ _BYTE_QUERIES = tuple(_FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, i, 1, 0) for i in 
 _TYPE = 0 if sys.byteorder == "little" else 1
 
 
-def free(fd: int, byte: int) -> bool:
-    """No other process holds a lock on ``byte`` (``F_GETLK``; takes nothing)."""
-    query = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
-    return fcntl.fcntl(fd, fcntl.F_GETLK, query)[_TYPE] == fcntl.F_UNLCK
-
-
 def first_free(fd: int, start: int, stop: int) -> int | None:
     """The first byte of ``[start, stop)`` (``stop <= 64``) no other process holds, else ``None``.
 

@@ -258,7 +258,7 @@ def _lowest_free(fd: int, pages: _Pages, max_slots: int) -> tuple[int, int | Non
         page_fd = pages.fd(first // page_size)
         if page_fd is None:  # refused: slots.lock alone, slower and as exact
             for index in range(first, first + stop):
-                if _reclock.free(fd, index) and _reclock.try_lock(fd, index):
+                if _reclock.conflict(fd, index) is None and _reclock.try_lock(fd, index):
                     return index + 1, None
             continue
         byte = _reclock.first_free(page_fd, 0, stop)
