@@ -524,10 +524,6 @@ class ExpressServer(Apache):
         run([str(self.root / "apachectl"), action], timeout=120)
 
 
-#: Debian's and Ubuntu's packaged mod_wsgi (libapache2-mod-wsgi-py3), built for the system Python
-DEBIAN_WSGI_SO = Path("/usr/lib/apache2/modules/mod_wsgi.so")
-
-
 class SiteServer(Apache):
     """Debian's apache2 with a minimal httpd.conf around ``workerid neutron site-config``.
 

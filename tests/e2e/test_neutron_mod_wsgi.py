@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from workerid.verify.servers.mod_wsgi import DEBIAN_WSGI_SO
+
 from . import neutron_lab as lab
 
 pytestmark = pytest.mark.e2e
@@ -439,7 +441,7 @@ class TestModWsgiExpress:
 def site(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     lab.recreate_database()
     debian = request.param == "debian-mod_wsgi"
-    wsgi_so = lab.DEBIAN_WSGI_SO if debian else None
+    wsgi_so = DEBIAN_WSGI_SO if debian else None
     server = lab.SiteServer(WORK / request.param, wsgi_so).setup()
     with lab.running(server):
         yield Deployment(server, start_and_probe(server))
