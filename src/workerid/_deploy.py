@@ -133,8 +133,6 @@ def run(
 ) -> OnceResult[R]:
     from .backends import BackendError
 
-    assert where.cluster is not None
-    url, key = where.cluster
     wait = _once._Wait(where.name, timeout)
     tlock = _once._take_thread_lock(where.key, wait)
     if tlock is None:
@@ -150,7 +148,7 @@ def run(
         try:
             while True:
                 try:
-                    return _run(where, engine, key, fn, wait=wait, retry=retry, lease=url.lease)
+                    return _run(where, engine, fn, wait=wait, retry=retry)
                 except BackendError as exc:
                     lost = exc
                 engine.close()
@@ -199,17 +197,12 @@ def _unavailable(where: _once._Where, fn: Callable[[], R], exc: Exception) -> On
 
 
 def _run(
-    where: _once._Where,
-    engine: Engine,
-    key: OnceKey,
-    fn: Callable[[], R],
-    *,
-    wait: _once._Wait,
-    retry: bool,
-    lease: float,
+    where: _once._Where, engine: Engine, fn: Callable[[], R], *, wait: _once._Wait, retry: bool
 ) -> OnceResult[R]:
     from .backends import OnceRecord
 
+    assert where.cluster is not None
+    url, key = where.cluster
     host, pid = os.uname().nodename, os.getpid()
     result, runner = engine.once_read(key)
     # The failure (if any) known before waiting: one recorded after it is
@@ -217,19 +210,18 @@ def _run(
     seen = result.attempt if result is not None and result.state == "failed" else None
     if result is not None and result.state == "done":
         return _done(where, wait)
-    found: dict[str, Any] = {"runner": runner}
+    found: dict[str, Any] = {"result": result, "runner": runner}
 
     def done_or_taken(result: OnceRecord | None, runner: OnceRecord | None) -> bool:
-        if result is not None and result.state == "done":
-            found["done"] = True
-            return True
-        return runner is None and engine.once_take(key, host, pid)
+        done = result is not None and result.state == "done"
+        return done or (runner is None and engine.once_take(key, host, pid))
 
     attempt = _poller(engine, key, found, done_or_taken)
     if not wait.until(attempt, lambda: _describe_runner(found["runner"])):
         runner = found["runner"]
         return _once._busy(wait, runner.pid if runner else None, _describe_runner(runner))
-    if found.get("done"):
+    last = found["result"]
+    if last is not None and last.state == "done":  # else the run lock is ours
         return _done(where, wait)
     # the run lock is ours: read again under it
     result, _runner = engine.once_read(key)
@@ -248,7 +240,7 @@ def _run(
         return OnceResult(
             where.name, Outcome.FAILED, waited=wait.waited, pid=result.pid, error=result.error
         )
-    keeper = _Keeper(engine, lease, where.name)
+    keeper = _Keeper(engine, url.lease, where.name)
     keeper.start()
     _once._running[where.key] = threading.get_ident()
     try:
