@@ -45,9 +45,9 @@ def neutron_version(venv: Path = VENV) -> str:
 #: the Neutron release under test; its major version picks the release's expected behaviour
 NEUTRON_VERSION = neutron_version()
 NEUTRON_MAJOR = int(NEUTRON_VERSION.split(".")[0]) if NEUTRON_VERSION[:1].isdigit() else 0
-#: "full" (default) or "quick": scripts/e2e-neutron.sh runs the deep checks (ten restarts in a
-#: row, Neutron's own 120 s stale rule on plain uWSGI) on 28 and 29 and the quick ones on 26 and
-#: 27, whose code paths for those checks are 28's (README, time budget)
+#: "full" (default) or "quick" (NEUTRON_E2E_DEPTH): quick runs three restarts in a row instead
+#: of ten, judges plain uWSGI's dead row without waiting out Neutron's 120 s stale rule, and shows
+#: 26's plain fault by its cause; scripts/e2e-neutron.sh runs 29 full, 26-28 quick (time budget)
 DEEP = os.environ.get("NEUTRON_E2E_DEPTH", "full") != "quick"
 WORKERID_DIR = LOCK_PATH / "workerid"
 MYSQL_SOCK = "/run/mysqld/mysqld.sock"
