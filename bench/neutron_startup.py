@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
-import neutron_lab as lab  # noqa: E402
+import lab  # noqa: E402
 
 WORK = lab.STATE / "bench"
 
