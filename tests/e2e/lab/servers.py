@@ -1,5 +1,8 @@
 """The servers Neutron runs under: Apache with mod_wsgi (``mod_wsgi-express``, or Debian's apache2
 around ``workerid neutron site-config``) and uWSGI; the .wsgi and .ini files they serve.
+
+Processes are seen through :mod:`workerid.verify.procs` (``/proc``), as ``workerid verify`` sees
+its servers.
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from workerid.verify import procs
 
 from .constants import (
     BAD_LINE,
@@ -60,42 +64,27 @@ def write_uwsgi_ini(path: Path, module: str) -> Path:
 # --- processes, ports, logs ----------------------------------------------------------------------
 
 
-def alive(pid: int) -> bool:
-    """Running and not a zombie (PID 1 here reaps late; kill -0 succeeds on zombies)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def live_pid(pid_file: Path) -> int | None:
     """The PID in ``pid_file`` if that process is alive (a server's master); else None."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
+    pid = procs.read_pid(str(pid_file))
+    return pid if pid is not None and procs.alive(pid) else None
 
 
 def children(ppid: int, prefix: str = "") -> list[int]:
     """Live children of ppid whose command line starts with prefix."""
-    out = run(["ps", "-eo", "pid=,ppid=,stat=,args="])
-    pids = []
-    for line in out.splitlines():
-        pid, parent, state, args = line.split(None, 3)
-        if int(parent) == ppid and not state.startswith("Z") and args.startswith(prefix):
-            pids.append(int(pid))
-    return sorted(pids)
+    return [p for p in procs.children(ppid) if " ".join(procs.cmdline(p)).startswith(prefix)]
 
 
 def port_free() -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((HOST, PORT)) != 0
+    """Nothing listens on HOST:PORT (Neutron's address)."""
+    return not procs.port_open(PORT)
 
 
 def wait_gone(pids: list[int], timeout: float) -> None:
-    wait_for(lambda: [p for p in pids if alive(p)], lambda left: not left, timeout, "exit")
+    """Until none of ``pids`` is alive; AssertionError naming those left after ``timeout``."""
+    left = procs.wait_gone(pids, timeout)
+    if left:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for exit; last: {left}")
 
 
 def wait_new_pids(
@@ -341,12 +330,10 @@ class UwsgiServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        pid = procs.read_pid(str(self.pid_file))
+        if pid is None:
             pid = self.proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)  # uWSGI master: SIGINT = stop now
+        procs.signal_pid(pid, signal.SIGINT)  # uWSGI master: SIGINT = stop now
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -382,16 +369,14 @@ class UwsgiLab(UwsgiServer):
             return
         master = self.master() or self.proc.pid
         workers = children(master)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(master, signal.SIGINT)
+        procs.signal_pid(master, signal.SIGINT)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            stuck = [pid for pid in workers if alive(pid)]
+            stuck = [pid for pid in workers if procs.alive(pid)]
             log(f"uwsgi stop: SIGKILL to workers still running after 15 s: {stuck}")
             for pid in stuck:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                procs.signal_pid(pid, signal.SIGKILL)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
