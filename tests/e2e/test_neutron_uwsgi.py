@@ -44,7 +44,7 @@ FRESH = 45  # "none stale" after the kill: every row touched within this many se
 INSTALLED = re.compile(
     r"workerid: Neutron (?:API )?worker (\d+) of (\d+), start time (\d+) \((\w+);"
 )
-GENEVE = ("geneve", 1, 65536)
+GENEVE = lab.GENEVE
 
 
 def deploy(module: str, name: str) -> Iterator[lab.UwsgiLab]:
