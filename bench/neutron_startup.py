@@ -13,9 +13,11 @@ loaded in the first worker, the default-range seeding began and ended, the first
 ready), the medians and their ratio (target: mod_wsgi <= 1.05 x uWSGI).
 
 Needs what ``scripts/e2e-neutron.sh`` sets up (MariaDB + OVN running, workerid installed in
-Neutron's venv); installs uWSGI into Neutron's venv if it is missing (it compiles). As root:
+Neutron's venv); installs uWSGI into Neutron's venv if it is missing (it compiles). It uses the
+end-to-end lab (``tests/e2e/lab``: servers, database, API), so it runs as a module from the
+repository root, as root:
 
-    /opt/workerid/venv/bin/python bench/neutron_startup.py [--runs 3]
+    cd /path/to/workerid && /opt/workerid/venv/bin/python -m bench.neutron_startup [--runs 3]
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    from tests.e2e import lab
+except ModuleNotFoundError as exc:  # run by path, or from another directory
+    if exc.name not in ("tests", "tests.e2e"):
+        raise
+    sys.exit("run it from the repository root: python -m bench.neutron_startup")
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
-
-import neutron_lab as lab  # noqa: E402
-
 WORK = lab.STATE / "bench"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from . import neutron_lab as lab
+from . import lab
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ WORK = Path(os.environ.get("WORKERID_E2E_DIR", str(lab.STATE / "e2e")))
 SEEDED = "workerid: seeded the ML2 default segment ranges"
 NEUTRON_SEEDS = "Initializing driver network segment range support for type 'geneve'"
 EVERY_WORKER = "no usable lock directory and no worker ID; running it in every worker"
-GENEVE = ("geneve", 1, 65536)
+GENEVE = lab.GENEVE
 #: what would mean the concurrent seeding went wrong. (Not every ERROR: this deployment logs a
 #: few benign ones in every mode, workerid or not: the auto-allocated-topology extension, no
 #: memcache module, the Nova notifier without Keystone.)

@@ -34,7 +34,7 @@ import pytest
 
 from workerid.verify.servers.mod_wsgi import DEBIAN_WSGI_SO
 
-from . import neutron_lab as lab
+from . import lab
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from . import neutron_lab as lab
+from . import lab
 
 pytestmark = pytest.mark.e2e
 

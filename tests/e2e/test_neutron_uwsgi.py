@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from . import neutron_lab as lab
+from . import lab
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ FRESH = 45  # "none stale" after the kill: every row touched within this many se
 INSTALLED = re.compile(
     r"workerid: Neutron (?:API )?worker (\d+) of (\d+), start time (\d+) \((\w+);"
 )
-GENEVE = ("geneve", 1, 65536)
+GENEVE = lab.GENEVE
 #: plain 29.0.0 after the kill: the dead row and the replacement's new one
 FIVE_ROWS = "Hash Ring (5) is higher than the number of API workers (4)"
 
