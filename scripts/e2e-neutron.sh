@@ -16,7 +16,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${WORKERID_VENV:-/opt/workerid/venv}"                 # the test runner (pytest)
-NEUTRON_VENV="${NEUTRON_VENV:-/opt/workerid/neutron-venv}"  # Neutron, mod_wsgi, workerid
+# 28.0.0's venv (Neutron, mod_wsgi, workerid); each round exports NEUTRON_VENV for its own release,
+# so 28's is kept apart: rounds before it must not hand it theirs
+VENV28="${NEUTRON_VENV:-/opt/workerid/neutron-venv}"
 T0=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "e2e-neutron: run as root" >&2; exit 1; }
@@ -84,7 +86,7 @@ for release in ${NEUTRON_RELEASES:-26 27 28 29}; do
     case "$release" in
         26) release_round 26.0.6 /opt/workerid/neutron26-venv /etc/neutron-e2e-26 neutron26 quick "$@" ;;
         27) release_round 27.0.4 /opt/workerid/neutron27-venv /etc/neutron-e2e-27 neutron27 quick "$@" ;;
-        28) release_round 28.0.0 "$NEUTRON_VENV" /etc/neutron-e2e neutron quick "$@" ;;
+        28) release_round 28.0.0 "$VENV28" /etc/neutron-e2e neutron quick "$@" ;;
         29) release_round 29.0.0 /opt/workerid/neutron29-venv /etc/neutron-e2e-29 neutron29 full "$@" ;;
         *) echo "e2e-neutron: unknown release $release (26, 27, 28, 29)" >&2; exit 1 ;;
     esac

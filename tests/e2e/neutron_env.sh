@@ -199,7 +199,14 @@ STAMP="$VENV/.neutron-e2e.stamp"
 # python-openstackclient: the proof drives Neutron with the real `openstack` client, as the
 # reference fix's manual check does (OS_AUTH_TYPE=none); the release's own, from its constraints.
 want_stamp="neutron==$NEUTRON_VERSION pymysql pyroute2 python-openstackclient $(sha256sum "$CONSTRAINTS" | cut -c1-16)"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want_stamp" ]; then
+had_stamp=$(cat "$STAMP" 2>/dev/null || true)
+# One venv per release: installing a release over another's venv would leave a mix of two
+# constraint sets (and the other release's round would test the wrong Neutron).
+case "$had_stamp" in
+    ""|"neutron==$NEUTRON_VERSION "*) ;;
+    *) die "$VENV holds ${had_stamp%% *}, not neutron==$NEUTRON_VERSION: one venv per release (NEUTRON_VENV)" ;;
+esac
+if [ "$had_stamp" != "$want_stamp" ]; then
     pip_q install -q -c "$CONSTRAINTS" "neutron==$NEUTRON_VERSION" pymysql pyroute2 \
         python-openstackclient
     echo "$want_stamp" > "$STAMP"

@@ -185,6 +185,9 @@ def shape() -> tuple[bool, bool]:
 def test_release_under_test_is_supported() -> None:
     if SOURCE is None:
         assert lab.NEUTRON_MAJOR in (26, 27, 28, 29), lab.NEUTRON_VERSION
+        # the round's release (scripts/e2e-neutron.sh) is the one installed in its venv
+        wanted = os.environ.get("NEUTRON_VERSION")
+        assert wanted in (None, lab.NEUTRON_VERSION), (wanted, lab.NEUTRON_VERSION, lab.VENV)
     # the known shapes: 26.0.x to 28.0.x (uWSGI ID, service count), master of 2026-08 (uWSGI
     # ID, no service count) and 29.0.x (file election, no service count)
     assert shape() in {(False, True), (False, False), (True, False)}, shape()
