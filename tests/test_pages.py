@@ -349,3 +349,114 @@ def test_a_worker_is_found_from_outside_while_other_locks_come_and_go(
         for proc in (worker, *churn):
             proc.kill()
             proc.wait()
+
+
+def test_a_page_file_is_refused_for_exactly_what_refuses_any_lock_file(tmp_path: Path) -> None:
+    """An election opens its pages with its uid read once (``euid=``) and one test of the
+    mode bits; every file any lock file is refused for is refused, with the same reason
+    (another owner as root only), and every other mode is accepted."""
+    from workerid import _statefile
+
+    euid = os.geteuid()
+    # every mode with the owner's rw (else the open itself fails as non-root): the type
+    # bits, setuid/setgid/sticky and group/other read and execute must not matter
+    cases: list[tuple[str, str, int]] = [
+        (f"mode-{m:04o}", "mode", m) for m in sorted({m | 0o600 for m in range(0, 0o10000, 0o7)})
+    ]
+    cases += [("fifo", "fifo", 0), ("directory", "dir", 0), ("symlink", "symlink", 0)]
+    if euid == 0:
+        cases += [("owner-65534", "owner", 65534)]
+    (tmp_path / "target").touch(mode=0o600)
+    for label, kind, value in cases:
+        path = tmp_path / label
+        if kind == "fifo":
+            os.mkfifo(path, 0o600)
+        elif kind == "dir":
+            path.mkdir(mode=0o700)
+        elif kind == "symlink":
+            path.symlink_to(tmp_path / "target")
+        else:
+            path.touch(mode=0o600)
+            if kind == "owner":
+                os.chown(path, value, value)
+            else:
+                os.chmod(path, value)
+        outcomes = []
+        for kwargs in ({}, {"euid": euid}):
+            try:
+                fd, _created = _statefile.open_lock_file_created(str(path), **kwargs)
+            except OSError as exc:
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+            else:
+                os.close(fd)
+                outcomes.append("ok")
+        usable = kind == "mode" and not value & 0o022
+        assert outcomes[0] == outcomes[1], (label, outcomes)
+        assert (outcomes[0] == "ok") == usable, (label, outcomes)
+
+
+def test_group_writable_and_foreign_pages_are_refused_and_ids_stay_exact(
+    start_server: Any, lock_dir: Path
+) -> None:
+    """slots.1.lock group-writable, slots.2.lock another user's (as root): neither is used;
+    workers 65..140 say which was refused and why, and still get exactly 1..140."""
+    ns = _ns(lock_dir)
+    ns.mkdir(parents=True, mode=0o700)
+    lock_dir.chmod(0o700)
+    (ns / "slots.1.lock").touch(mode=0o600)
+    (ns / "slots.1.lock").chmod(0o620)
+    foreign = os.geteuid() == 0
+    if foreign:
+        (ns / "slots.2.lock").touch(mode=0o600)
+        os.chown(ns / "slots.2.lock", 65534, 65534)
+    server = start_server(workers=140, **BIG)
+    idents = server.identities(timeout=90)
+    _assert_exactly(idents, list(range(1, 141)))
+    for ident in idents:
+        reasons = " | ".join(ident["degraded"])
+        if ident["worker_id"] <= PAGE:
+            assert reasons == ""
+        else:
+            assert "slots.1.lock is writable by other users" in reasons, reasons
+        if foreign and ident["worker_id"] > 2 * PAGE:
+            assert "slots.2.lock is owned by uid 65534" in reasons, reasons
+    assert stat.S_IMODE(os.lstat(ns / "slots.1.lock").st_mode) == 0o620
+
+
+def test_a_lying_index_costs_ids_while_it_lies_and_never_gives_a_duplicate(
+    start_server: Any, lock_dir: Path
+) -> None:
+    """A process of ours holds the page bytes of IDs 65..67 and nothing in slots.lock (the
+    index says "held", slots.lock says free), another holds byte 69 of slots.lock and no
+    page byte (ID 70: the index says "free"). 72 workers skip 65..67 and 70: 1..64, 68, 69,
+    71..76, each holding its own byte of slots.lock. Once the liar is killed (-9), the
+    replacement for a killed worker 68 gets 65: the lowest ID free in both."""
+    ns = _ns(lock_dir)
+    ns.mkdir(parents=True, mode=0o700)
+    lock_dir.chmod(0o700)
+    (ns / "slots.lock").touch(mode=0o600)
+    (ns / "slots.1.lock").touch(mode=0o600)
+    with (
+        old_worker(ns / "slots.lock", 70) as held,
+        old_worker(ns / "slots.1.lock", 1, 2, 3) as lies,
+    ):
+        assert (held, lies) == ([70], [1, 2, 3])
+        server = start_server(workers=72, **BIG)
+        idents = server.identities(timeout=90)
+        want = [*range(1, 65), 68, 69, *range(71, 77)]
+        _assert_exactly(idents, want)
+        mine = {i["pid"]: ("slots.lock", i["worker_id"] - 1) for i in idents}
+        for _read in range(5):  # a read of /proc/locks can skip lines (holding_of)
+            held_by = _locks_by_pid([ns / "slots.lock"])
+            if all(held_by.get(pid, set()) == {lock} for pid, lock in mine.items()):
+                break
+        wrong = {pid: held_by.get(pid) for pid, lock in mine.items() if held_by.get(pid) != {lock}}
+        assert wrong == {}
+        owners = {(name, byte): pid for pid, locks in held_by.items() for name, byte in locks}
+        assert owners[("slots.lock", 69)] not in mine  # ID 70: the process without pages
+    # both helpers are gone now (killed): the index lies no more
+    victim = next(i for i in idents if i["worker_id"] == 68)
+    server.kill9(victim["pid"])
+    idents = server.identities(timeout=60)
+    assert not duplicates(idents)
+    assert sorted(i["worker_id"] for i in idents) == [*range(1, 66), 69, *range(71, 77)]

@@ -29,10 +29,13 @@ class UnsafeStateError(OSError):
     """A directory or file exists but must not be trusted."""
 
 
-def _check_owner_and_mode(st: os.stat_result, path: str, what: str) -> None:
+def _check_owner_and_mode(
+    st: os.stat_result, path: str, what: str, euid: int | None = None
+) -> None:
     # Root too: a directory another user made (say /tmp/workerid-0, made by
     # someone before root's first call) is theirs to swap files in.
-    euid = os.geteuid()
+    if euid is None:
+        euid = os.geteuid()
     if st.st_uid != euid:
         raise UnsafeStateError(
             f"{what} {path} is owned by uid {st.st_uid}, not by this process (uid {euid})"
@@ -96,8 +99,17 @@ def open_lock_file(path: str) -> int:
     return open_lock_file_created(path)[0]
 
 
-def open_lock_file_created(path: str) -> tuple[int, bool]:
-    """:func:`open_lock_file`, and whether this call created the file."""
+#: the bits of ``st_mode`` that a usable lock file has exactly as ``S_IFREG``:
+#: the file type (``S_IFMT``'s mask) and write for group and others, clear
+_LOCK_FILE_BITS = 0o170000 | stat.S_IWGRP | stat.S_IWOTH
+
+
+def open_lock_file_created(path: str, *, euid: int | None = None) -> tuple[int, bool]:
+    """:func:`open_lock_file`, and whether this call created the file.
+
+    ``euid``: this process's effective uid, when the caller opens many lock
+    files in a row (an election's page files) and has read it once.
+    """
     # O_NONBLOCK: a FIFO planted here must not block the open (and with it
     # every worker); it is then refused as not a regular file.
     flags = os.O_RDWR | os.O_NONBLOCK | _OPEN_FLAGS
@@ -112,9 +124,15 @@ def open_lock_file_created(path: str) -> tuple[int, bool]:
             fd, created = os.open(path, flags), False
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeStateError(f"lock file {path} is not a regular file")
-        _check_owner_and_mode(st, path, "lock file")
+        if euid is None:
+            euid = os.geteuid()
+        # One test for the three rules (regular, ours, not writable by group or
+        # others); only a file that breaks one is looked at again, for the reason.
+        if st.st_mode & _LOCK_FILE_BITS != stat.S_IFREG or st.st_uid != euid:
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeStateError(f"lock file {path} is not a regular file")
+            _check_owner_and_mode(st, path, "lock file", euid)
+            raise UnsafeStateError(f"lock file {path} is not usable")  # not reached
     except BaseException:
         os.close(fd)
         raise
