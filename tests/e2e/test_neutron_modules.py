@@ -255,6 +255,27 @@ def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
         assert "self.hash_ring_group, cfg.CONF.host, os.getpid())" in mech
 
 
+def test_the_policy_engine_has_the_shape_the_warm_up_expects() -> None:
+    """``_patches._warm_policy`` calls ``neutron.policy.init()`` and, if it fails, ``reset()``.
+
+    28.0.0 and 29.0.0: ``_ENFORCER = None`` until ``init()`` (L71-L87) sets it and then loads the
+    rules; ``enforce()`` and ``check()`` call ``init()`` first (L534/L499 at 28.0.0, L539/L504 at
+    29.0.0); the pecan ``PolicyHook`` calls ``policy.enforce`` per request.
+    """
+    src = neutron_source()
+    policy = src["neutron/policy.py"]
+    assert "\n_ENFORCER = None\n" in policy
+    assert "\ndef reset():\n" in policy
+    init = policy.split("\ndef init(")[1].split("\ndef ")[0]
+    assert init.startswith("conf=cfg.CONF, policy_file=None")  # callable without arguments
+    assert init.index("_ENFORCER = policy.Enforcer(") < init.index("_ENFORCER.load_rules(True)")
+    for name in ("enforce", "check"):
+        body = policy.split(f"\ndef {name}(context, action, target")[1].split("\ndef ")[0]
+        assert "\n    init()\n" in body, name
+    hook = src["neutron/pecan_wsgi/hooks/policy_enforcement.py"]
+    assert "policy.enforce(" in hook
+
+
 def test_unique_constraint_on_default_ranges_is_known() -> None:
     """28.0.0 added ``uniq_network_segment_ranges`` (migration b1bca967e19d); 26.0.x and 27.0.x
     have none, so two concurrent seedings with one start time can insert two default ranges.
