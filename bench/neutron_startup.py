@@ -50,8 +50,11 @@ NEUTRON_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\d+) \w+ (.
 
 def milestones(log: Path, t0_wall: float) -> str:
     """Seconds from the start command to: Neutron's config loaded in the first worker, the
-    seeding of the default ranges begun and done (in the seeding worker), the first worker ready.
-    Read from Neutron's own log lines (local time, milliseconds)."""
+    seeding of the default ranges begun and done (in the seeding worker), the first worker ready
+    (Neutron loaded, its post-fork initialisation done), and under workerid the first worker
+    done with its warm-up while another seeds and the first through the wait for the seeding
+    ("serve": it can answer from then on). Read from Neutron's own log lines (local time,
+    milliseconds); workerid's go through Neutron's logging."""
     events: list[tuple[float, str, str]] = []
     for line in log.read_text(errors="replace").splitlines():
         m = NEUTRON_LINE.search(line)
@@ -69,7 +72,11 @@ def milestones(log: Path, t0_wall: float) -> str:
             found.setdefault("seeded", at)
         elif "WorkerService process has finished the post initialization" in text:
             found.setdefault("ready", at)
-    names = ("config", "seed", "seeded", "ready")
+        elif "workerid: warmed up " in text:
+            found.setdefault("warmed", at)
+        elif "workerid: Neutron API worker " in text:
+            found.setdefault("serve", at)
+    names = ("config", "seed", "seeded", "ready", "warmed", "serve")
     return "  ".join(f"{n} {found[n]:.2f}" if n in found else f"{n} -" for n in names)
 
 

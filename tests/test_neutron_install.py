@@ -693,3 +693,135 @@ def test_degraded_seeding_is_serialised_where_ranges_are_not_unique(
     by_pid = {line[0]: float(line[2]) for line in lines if line[1] == "seeded"}
     for taken, released, pid in spans:
         assert taken <= by_pid[pid] <= released
+
+
+#: neutron/policy.py's shape (L54 reset, L71-L87 init: _ENFORCER set, then the rules loaded);
+#: each init() that has work to do says so in the events file first
+POLICY = """
+import os, time
+_ENFORCER = None
+
+def init():
+    global _ENFORCER
+    if not _ENFORCER:
+        with open(os.environ["FAKE_EVENTS"], "a") as f:
+            f.write(f"warm {os.getpid()} {time.time()}\\n")
+        _ENFORCER = object()
+        if os.environ.get("FAKE_POLICY_FAIL"):
+            raise RuntimeError("cannot parse policy.yaml")
+
+def reset():
+    global _ENFORCER
+    _ENFORCER = None
+"""
+#: a seeding that lasts until FAKE_WARM_UPS workers have begun their warm-up (at most 10 s), so
+#: that whether they warm up *while* it runs does not depend on timing
+MANAGERS_WAITS_FOR_WARM_UPS = """
+import os, time
+from neutron.common import wsgi_utils
+SEEDED = []
+
+class TypeManager:
+    def initialize_network_segment_range_support(self, start_time):
+@GUARD@
+        events, deadline = os.environ["FAKE_EVENTS"], time.time() + 10
+        while time.time() < deadline:
+            with open(events) as f:
+                if f.read().count("warm ") >= int(os.environ["FAKE_WARM_UPS"]):
+                    break
+            time.sleep(0.02)
+        SEEDED.append(time.time())
+        with open(events, "a") as f:
+            f.write(f"seeded {os.getpid()} {time.time()}\\n")
+"""
+FORK_FOUR_LOADERS = """
+import logging, os, time, workerid, workerid.neutron
+logging.basicConfig(filename={log!r}, level=logging.INFO, format="%(process)d %(message)s")
+workerid.neutron.install(warm_up={warm_up})
+hold_r, hold_w = os.pipe()  # workers keep their IDs until all have reported
+pids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        os.close(hold_w)
+        import neutron.wsgi.api  # loads Neutron; waits for the seeding (warming up) after it
+        from neutron import policy
+        with open({events!r}, "a") as f:
+            f.write(f"ready {{os.getpid()}} {{time.time()}} {{policy._ENFORCER is not None}}\\n")
+        os.read(hold_r, 1)
+        os._exit(0)
+    pids.append(pid)
+deadline = time.time() + 30
+while time.time() < deadline and open({events!r}).read().count("ready ") < 4:
+    time.sleep(0.05)
+os.close(hold_w)
+for pid in pids:
+    os.waitpid(pid, 0)
+print("done")
+"""
+
+
+def load_four_workers(
+    root: Path, tmp: Path, shape: str, warm_ups: int, warm_up: bool = True, fail: bool = False
+) -> tuple[dict[str, list[list[str]]], str]:
+    """Four workers load stand-in Neutron at once; (their events by kind, the log)."""
+    make_neutron(root, shape)
+    (root / "neutron/policy.py").write_text(POLICY)
+    guard = GUARDS.get(shape, GUARDS["28.0.0"]).strip("\n")
+    managers = MANAGERS_WAITS_FOR_WARM_UPS.replace("@GUARD@", guard)
+    (root / "neutron/plugins/ml2/managers.py").write_text(managers)
+    events, log = tmp / "events", tmp / "log"
+    events.write_text("")
+    env = {"FAKE_EVENTS": str(events), "FAKE_WARM_UPS": str(warm_ups)}
+    if fail:
+        env["FAKE_POLICY_FAIL"] = "1"
+    script = FORK_FOUR_LOADERS.format(log=str(log), events=str(events), warm_up=warm_up)
+    assert run(root, tmp / "locks", script, env=env) == "done"
+    by_kind: dict[str, list[list[str]]] = {"warm": [], "seeded": [], "ready": []}
+    for line in events.read_text().splitlines():
+        kind, *rest = line.split()
+        by_kind[kind].append(rest)
+    return by_kind, log.read_text()
+
+
+@pytest.mark.parametrize("shape", ["28.0.0", "29.0.0"])
+def test_waiting_workers_warm_up_while_the_seeding_runs(
+    tmp_path: Path, shared_tmp: Path, shape: str
+) -> None:
+    ev, log = load_four_workers(tmp_path, shared_tmp, shape, warm_ups=3)
+    assert len(ev["seeded"]) == 1
+    seeder, seeded = ev["seeded"][0][0], float(ev["seeded"][0][1])
+    # the three others warmed up, each once, before the seeding ended (it waited for them)
+    assert sorted(pid for pid, _ in ev["warm"]) == sorted(
+        pid for pid, _, _ in ev["ready"] if pid != seeder
+    )
+    assert all(float(t) < seeded for _, t in ev["warm"])
+    # and none of the four was ready before the seeding was done
+    assert len(ev["ready"]) == 4
+    assert all(float(t) >= seeded for _, t, _ in ev["ready"])
+    # the seeder had no time to spare: its first request loads the policy, as in Neutron
+    assert {pid: loaded for pid, _, loaded in ev["ready"]}[seeder] == "False"
+    assert sorted(loaded for _, _, loaded in ev["ready"]) == ["False", "True", "True", "True"]
+    assert log.count("workerid: warmed up policy in") == 3
+    assert log.count("for another worker's segment range seeding") == 3
+
+
+def test_warm_up_off_only_waits(tmp_path: Path, shared_tmp: Path) -> None:
+    ev, log = load_four_workers(tmp_path, shared_tmp, "28.0.0", warm_ups=0, warm_up=False)
+    assert ev["warm"] == []
+    seeded = float(ev["seeded"][0][1])
+    assert all(float(t) >= seeded and loaded == "False" for _, t, loaded in ev["ready"])
+    assert "warmed up" not in log
+
+
+def test_a_failed_warm_up_is_logged_and_the_worker_still_waits_and_serves(
+    tmp_path: Path, shared_tmp: Path
+) -> None:
+    ev, log = load_four_workers(tmp_path, shared_tmp, "29.0.0", warm_ups=3, fail=True)
+    seeded = float(ev["seeded"][0][1])
+    assert len(ev["warm"]) == 3 and all(float(t) < seeded for _, t in ev["warm"])
+    # all four serve, after the seeding, with Neutron's policy module as it was (reset)
+    assert len(ev["ready"]) == 4
+    assert all(float(t) >= seeded and loaded == "False" for _, t, loaded in ev["ready"])
+    assert log.count("warming up policy failed (RuntimeError: cannot parse policy.yaml)") == 3
+    assert "Traceback" not in log

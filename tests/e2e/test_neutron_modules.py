@@ -258,6 +258,106 @@ def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
         assert "self.hash_ring_group, cfg.CONF.host, os.getpid())" in mech
 
 
+def test_the_policy_engine_has_the_shape_the_warm_up_expects() -> None:
+    """``_patches._warm_policy`` calls ``neutron.policy.init()`` and, if it fails, ``reset()``.
+
+    28.0.0 and 29.0.0: ``_ENFORCER = None`` until ``init()`` (L71-L87) sets it and then loads the
+    rules; ``enforce()`` and ``check()`` call ``init()`` first (L534/L499 at 28.0.0, L539/L504 at
+    29.0.0); the pecan ``PolicyHook`` calls ``policy.enforce`` per request.
+    """
+    src = neutron_source()
+    policy = src["neutron/policy.py"]
+    assert "\n_ENFORCER = None\n" in policy
+    assert "\ndef reset():\n" in policy
+    init = policy.split("\ndef init(")[1].split("\ndef ")[0]
+    assert init.startswith("conf=cfg.CONF, policy_file=None")  # callable without arguments
+    assert init.index("_ENFORCER = policy.Enforcer(") < init.index("_ENFORCER.load_rules(True)")
+    for name in ("enforce", "check"):
+        body = policy.split(f"\ndef {name}(context, action, target")[1].split("\ndef ")[0]
+        assert "\n    init()\n" in body, name
+    hook = src["neutron/pecan_wsgi/hooks/policy_enforcement.py"]
+    assert "policy.enforce(" in hook
+
+
+#: Run in the release's venv, no server, no database: Neutron's config parsed from argv[1], then
+#: (argv[2] == "warm") workerid's warm-up, then what a first request's policy checks do.
+POLICY_CHECKS = r"""
+import json, sys
+from oslo_config import cfg
+from neutron.common import config as n_config
+from neutron import policy
+from neutron_lib import context
+if hasattr(n_config, "register_common_config_options"):
+    n_config.register_common_config_options()
+cfg.CONF(args=[], project="neutron", default_config_files=[sys.argv[1]])
+if sys.argv[2] == "warm":
+    from workerid.neutron import _patches
+    _patches.warm_up()
+warmed = policy._ENFORCER
+try:
+    ctxs = [context.Context(user_id="u", project_id="p", roles=roles)
+            for roles in (["admin"], ["member", "reader"], ["reader"])]
+    target = {"project_id": "p", "tenant_id": "p"}
+    answers = [policy.check(c, a, target) for c in ctxs for a in ("get_network", "create_network")]
+    error = None
+except Exception as exc:
+    answers, error = None, type(exc).__name__
+print(json.dumps({
+    "warmed": warmed is not None,
+    "kept": warmed is None or warmed is policy._ENFORCER,
+    "rules": len(policy._ENFORCER.rules) if policy._ENFORCER is not None else 0,
+    "answers": answers,
+    "error": error,
+}))
+"""
+
+
+def policy_checks(tmp_path: Path, conf: Path, mode: str) -> dict[str, object]:
+    src = Path(__file__).resolve().parents[2] / "src"  # this tree's workerid
+    out = subprocess.run(
+        [str(lab.VENV / "bin/python"), "-c", POLICY_CHECKS, str(conf), mode],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": ":".join([*([str(SOURCE)] if SOURCE else []), str(src)]),
+            "TMPDIR": str(tmp_path),
+        },
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["log"] = out.stderr
+    return result
+
+
+def test_the_warm_up_loads_the_policy_rules_the_first_request_would(tmp_path: Path) -> None:
+    """The real ``neutron.policy`` of the release: warm-up, then the same answers as without."""
+    conf = tmp_path / "neutron.conf"
+    conf.write_text("[DEFAULT]\nauth_strategy = noauth\n")
+    warm, cold = policy_checks(tmp_path, conf, "warm"), policy_checks(tmp_path, conf, "cold")
+    assert warm["warmed"] is True and warm["kept"] is True  # the first check re-used it
+    assert cold["warmed"] is False
+    assert warm["error"] is None and cold["error"] is None
+    assert warm["answers"] == cold["answers"]
+    assert warm["rules"] == cold["rules"] and int(str(warm["rules"])) > 300
+
+
+def test_a_failing_warm_up_leaves_the_first_request_the_same_failure(tmp_path: Path) -> None:
+    """A policy file that does not parse: the warm-up fails, logs, and resets the engine."""
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text('"get_network": "role:admin" "oops\n  : [\n')
+    conf = tmp_path / "neutron.conf"
+    conf.write_text(
+        f"[DEFAULT]\nauth_strategy = noauth\n[oslo_policy]\npolicy_file = {policy_file}\n"
+    )
+    warm, cold = policy_checks(tmp_path, conf, "warm"), policy_checks(tmp_path, conf, "cold")
+    assert warm["warmed"] is False  # reset after the failure
+    assert "warming up policy failed (ValueError" in str(warm["log"])
+    assert warm["error"] == cold["error"] == "ValueError"
+
+
 def test_unique_constraint_on_default_ranges_is_known() -> None:
     """28.0.0 added ``uniq_network_segment_ranges`` (migration b1bca967e19d); 26.0.x and 27.0.x
     have none, so two concurrent seedings with one start time can insert two default ranges.

@@ -54,6 +54,7 @@ def install(
     lock_dir: str | None = None,
     namespace: str | None = None,
     seed_timeout: float = DEFAULT_SEED_TIMEOUT,
+    warm_up: bool = True,
 ) -> bool:
     """Make Neutron's worker ID, count and start time come from workerid.
 
@@ -64,6 +65,13 @@ def install(
     installed (``False`` on a second call). Never raises for a bad
     environment; a problem is logged and reported by
     ``workerid.identity().degraded``.
+
+    A worker that finishes loading Neutron while another worker still seeds
+    the default segment ranges waits for it before it serves (at most
+    ``seed_timeout`` seconds). With ``warm_up`` (the default) it first does
+    what Neutron would otherwise do on its first request, loading the API
+    policy rules, so that work overlaps the seeding; a warm-up that fails is
+    logged and left to the first request.
     """
     global _installed
     with _lock:
@@ -81,6 +89,7 @@ def install(
                 "may already have been skipped. Call it before importing neutron.wsgi.api"
             )
         _patches.seed_lock_timeout = seed_timeout
+        _patches.warm_up_enabled = warm_up
         _importhook.when_imported("neutron.common.wsgi_utils", _patches.patch_wsgi_utils)
         _importhook.when_imported("neutron.service", _patches.patch_service)
         _importhook.when_imported("neutron.plugins.ml2.managers", _patches.patch_managers)

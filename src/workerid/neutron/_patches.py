@@ -237,27 +237,108 @@ def _serialised() -> Iterator[None]:
                 conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (SEED_DB_LOCK,))
 
 
+#: whether a worker that finds the seeding still running warms up meanwhile (install() sets it)
+warm_up_enabled = True
+
+
+def _warm_policy() -> None:
+    """Load Neutron's API policy rules now, as the first request would (``policy.init()``).
+
+    ``neutron.policy._ENFORCER`` stays ``None`` until the first ``policy.enforce()`` or
+    ``policy.check()`` (the pecan ``PolicyHook``, ``neutron/pecan_wsgi/hooks/
+    policy_enforcement.py`` L128/L142) calls ``init()`` (``neutron/policy.py`` L499/L534 at
+    28.0.0, L504/L539 at 29.0.0). ``init()`` (L71-L87 at both) builds an oslo.policy
+    ``Enforcer``, imports the ``neutron.policies`` entry points (``neutron.conf.policies.*``,
+    whose ``RuleDefault`` objects parse their check strings, each ``OwnerCheck`` building an
+    oslo.cache memory region, L290 at 28.0.0, L295 at 29.0.0) and loads the rules (L87). It is
+    idempotent, and the same call the request would make, in the same process, after
+    ``boot_server`` has parsed Neutron's configuration. If it fails, ``reset()`` (L54) puts the
+    module back as it was, so the first request meets the same failure Neutron alone would.
+    """
+    try:
+        policy = importlib.import_module("neutron.policy")
+        init = policy.init
+    except (ImportError, AttributeError) as exc:  # another Neutron, or a stand-in
+        log.debug("workerid: no Neutron policy engine to warm up: %s", exc)
+        return
+    try:
+        init()
+    except Exception:
+        with contextlib.suppress(Exception):
+            policy.reset()
+        raise
+
+
+#: what a worker does before its first request, done while it waits for the seeding:
+#: (name, function); each one is tried once, its failure logged and ignored
+WARM_UPS: list[tuple[str, Callable[[], None]]] = [("policy", _warm_policy)]
+
+
+def warm_up() -> float:
+    """Do now the lazy work a Neutron API worker defers to its first request; seconds spent.
+
+    Called only while this worker has nothing else to do: the seeding runs in another worker,
+    and this one must not serve before it is done. Never raises (``Exception``): a step that
+    fails is logged and left to the first request, as it would be without workerid.
+    """
+    began = time.monotonic()
+    done = []
+    for name, step in WARM_UPS:
+        try:
+            step()
+        except Exception as exc:
+            log.warning(
+                "workerid: warming up %s failed (%s: %s); the first request will do it",
+                name,
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            done.append(name)
+    spent = time.monotonic() - began
+    if done:
+        log.info(
+            "workerid: warmed up %s in %.2fs while another worker seeds",
+            ", ".join(done),
+            spent,
+        )
+    return spent
+
+
+def _left(began: float, timeout: float) -> float:
+    return max(0.0, timeout - (time.monotonic() - began))
+
+
 def wait_for_seeding(seed_timeout: float) -> None:
     """Before this worker serves: the seeding another worker started must be done.
 
-    Bounded by ``seed_timeout`` in all. If the seeder failed or died, this
-    worker seeds itself; if that retry is itself a wait for another worker's
-    retry that fails, it does not try a third time (``once`` records failures).
+    Bounded by ``seed_timeout`` in all. If the seeding is still running, the worker first does
+    its first-request warm-up (:func:`warm_up`), then waits for what is left. If the seeder
+    failed or died, this worker seeds itself; if that retry is itself a wait for another
+    worker's retry that fails, it does not try a third time (``once`` records failures).
     """
     if not _pending:
         return
-    result = _once.wait_done(SEED_ONCE, seed_timeout)
+    began = time.monotonic()
+    result = _once.wait_done(SEED_ONCE, 0)
+    if result.state is _once.Outcome.BUSY:
+        # The seeding is still running: nothing to wait for but it, so use the time for
+        # what the first request would otherwise do (it overlaps the seeding, as the
+        # first requests do under uWSGI, but no request is answered before it is done).
+        if warm_up_enabled:
+            warm_up()
+        result = _once.wait_done(SEED_ONCE, _left(began, seed_timeout))
     waited = result.waited
     if result.state in (_once.Outcome.FAILED, _once.Outcome.NOT_RUN):
         for seed in _pending:  # the seeder failed or died: try here
-            result = _once.run_once(SEED_ONCE, seed, timeout=max(0.0, seed_timeout - waited))
+            result = _once.run_once(SEED_ONCE, seed, timeout=_left(began, seed_timeout))
             waited += result.waited
     _pending.clear()
     if result.state is _once.Outcome.BUSY:
         log.warning(
             "workerid: the ML2 default segment ranges were still being seeded after %.0fs; "
             "serving anyway (requests may get 503 NoNetworkAvailable until it is done)",
-            waited,
+            time.monotonic() - began,
         )
     elif result.state is _once.Outcome.FAILED:
         log.warning(

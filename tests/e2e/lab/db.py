@@ -115,7 +115,25 @@ def recreate_database() -> None:
     log(f"fresh database + OVN NB in {time.monotonic() - t0:.1f}s")
 
 
+#: OVN NB root tables Neutron fills (non-root rows, ACLs and ports, go with their roots): logical
+#: switches; port groups (one per security group, with its ACLs, and neutron_pg_drop, which
+#: Neutron re-creates before it forks: mech_driver.py L363 at 28.0.0); DHCP options (subnets)
+NB_ROOTS = ("Logical_Switch", "Port_Group", "DHCP_Options")
+
+
 def clear_ovn_nb() -> None:
+    """Empty what Neutron wrote to OVN NB, in one transaction.
+
+    Not only the logical switches: a worker's first OVN NB load notifies Neutron of every row,
+    and while its hash ring has fewer rows than API workers each notification reads the ring
+    from the database (``neutron/common/ovn/hash_ring_manager.py`` L44-L103 at 28.0.0), so
+    port groups and ACLs left by earlier runs (hundreds after a few e2e rounds) slowed each
+    later start.
+    """
     nbctl = ["ovn-nbctl", f"--db={NB_DB}", "--timeout=10"]
-    for ls in run([*nbctl, "--bare", "--columns=_uuid", "list", "Logical_Switch"]).split():
-        run([*nbctl, "--if-exists", "ls-del", ls])
+    destroy: list[str] = []
+    for table in NB_ROOTS:
+        for row in run([*nbctl, "--bare", "--columns=_uuid", "list", table]).split():
+            destroy += ["--", "--if-exists", "destroy", table, row]
+    if destroy:
+        run([*nbctl, *destroy])
