@@ -793,7 +793,10 @@ def _take_premade(explicit: Settings) -> _Premade | None:
     pre, _inherited = _inherited, None
     if pre is None:
         return None
-    stale = _stale(pre, explicit)
+    try:
+        stale = _stale(pre, explicit)
+    except Exception as exc:  # a module replaced by something odd: check nothing, compute
+        stale = f"{type(exc).__name__} while checking"
     _proc.premade = f"stale: {stale}" if stale else "used"
     if stale:
         return None
