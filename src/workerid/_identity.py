@@ -750,11 +750,23 @@ def _premake(forked_from: int | None) -> _Premade | None:
     copied = dict(environ) if isinstance(environ, dict) else environ
     ids = _ids()
     settings = _config.from_env(os.environ, explicit)
-    with _procfs.remembering():
-        if _helpers.find(settings, forked_from, for_child=True) is not None:
-            return None
-        with _cmdline.acting_as(me, me):  # the child: same memory, executable, command line
-            plan = _plan(settings)
+    # A gunicorn worker's post_fork hook (workerid.gunicorn) publishes the arbiter's
+    # count before the worker's first call: detect with the count it will publish, the
+    # one the arbiter's nworkers_changed hook keeps (the child checks that it did).
+    gunicorn = loaders.gunicorn
+    published = gunicorn.published_count
+    if published is None and modules[_DETECTING.index("gunicorn")] is not None:
+        published = gunicorn.arbiter_count()
+    modules = (*modules[:-1], published)
+    saved, gunicorn.published_count = gunicorn.published_count, published
+    try:
+        with _procfs.remembering():
+            if _helpers.find(settings, forked_from, for_child=True) is not None:
+                return None
+            with _cmdline.acting_as(me, me):  # the child: same memory, executable, argv
+                plan = _plan(settings)
+    finally:
+        gunicorn.published_count = saved  # read only under _lock, which this thread holds
     det = plan.det
     if det.loader not in ("generic", "gunicorn") or det.supervisor_pid != me or plan.is_master:
         return None
