@@ -287,3 +287,41 @@ def test_forks_while_another_thread_asks(shared_tmp: Path, lock_dir: Path) -> No
     assert {r[0] for r in rows} == {"used"}, rows
     assert sorted(r[1] for r in rows) == list(range(1, n + 1))
     assert len({(r[2], r[3]) for r in rows}) == 1
+
+
+_APP = """
+import json, workerid
+from workerid import _identity
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"), ("Connection", "close")])
+    now = workerid.identity().as_dict()
+    return [json.dumps({"now": now, "premade": _identity._proc.premade}).encode()]
+"""
+
+
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
+)
+@pytest.mark.parametrize("hooks", [True, False], ids=["hooks", "no-hooks"])
+def test_gunicorn_preload_workers_use_the_arbiters_work(
+    shared_tmp: Path, lock_dir: Path, hooks: bool
+) -> None:
+    # The hooks' post_fork publishes the arbiter's count in each worker before its first
+    # call: the arbiter made its work with that count (its nworkers_changed hook's page).
+    from test_fork_servers import free_port, run_server
+
+    (shared_tmp / "app.py").write_text(_APP)
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "--preload", "-w", "3",
+            "-b", f"127.0.0.1:{port}", "app:application"]  # fmt: skip
+    argv += ["-c", "python:workerid.gunicorn"] if hooks else []
+    answers = run_server(argv, shared_tmp, lock_dir, port, 3)
+    # a fresh start forks all three before any asks: the first to ask records the run's
+    # entry, so each reads the ledger itself ("used; ledger read again")
+    assert all(a["premade"].startswith("used") for a in answers), answers
+    now = [a["now"] for a in answers]
+    assert sorted(n["worker_id"] for n in now) == [1, 2, 3]
+    assert {(n["worker_count"], n["worker_count_source"]) for n in now} == {
+        (3, "gunicorn") if hooks else (3, "procfs")
+    }
+    assert len({(n["generation"], n["start_time"]) for n in now}) == 1
