@@ -41,9 +41,17 @@ class Finding:
     det: loaders.Detected | None
 
 
-def find(settings: Settings, forked_from: int | None) -> Finding | None:
-    """``forked_from``: the parent recorded at fork when it had not asked workerid yet."""
-    ppid = os.getppid()
+def find(settings: Settings, forked_from: int | None, *, for_child: bool = False) -> Finding | None:
+    """``forked_from``: the parent recorded at fork when it had not asked workerid yet.
+
+    ``for_child``: asked by a process about to fork, for the child it forks now
+    (work done once in the master, ``_identity._premake``): this process stands
+    for the child (same memory, executable and command line at the fork) and is
+    the parent. An answer that hangs on what the parent may still do after the
+    fork (ask for an ID itself) is given as a :class:`Finding`, "not known to be
+    a worker": the child then finds out for itself on its first call.
+    """
+    ppid = os.getpid() if for_child else os.getppid()
     grand = _procfs.parent_pid(ppid) or 0
     explicit_ns = "namespace" in settings.origin
     mp = sys.modules.get("multiprocessing")
@@ -56,7 +64,7 @@ def find(settings: Settings, forked_from: int | None) -> Finding | None:
         holding = _slots.holding_of(parent.pid)
         if holding is not None:
             return Finding(parent.pid, holding, None)
-    if not _forked_from_parent(ppid, grand, forked_from):
+    if not _forked_from_parent(ppid, grand, forked_from, ppid if for_child else os.getpid()):
         return None
     inherited_mp = parent is not None and parent.pid == grand
     if not explicit_ns and not inherited_mp and not _cmdline.is_copy(ppid, grand):
@@ -80,11 +88,13 @@ def find(settings: Settings, forked_from: int | None) -> Finding | None:
         # taken as a helper, every worker of such a master had no ID, for good. So
         # this process is a worker of its own and elects; a helper forked that early
         # gets an ID of its own instead of None (distinct, never shared).
-        return None
+        # Before the fork this is not settled: a parent that asks after forking
+        # holds an ID by the child's first call, and the child is its helper.
+        return Finding(ppid, None, det) if for_child else None
     return Finding(ppid, holding, det)
 
 
-def _forked_from_parent(ppid: int, grand: int, forked_from: int | None) -> bool:
+def _forked_from_parent(ppid: int, grand: int, forked_from: int | None, me: int) -> bool:
     """Is this process a plain ``fork`` of its parent (same memory, no ``exec``)?
 
     Evidence: the at-fork record (workerid was imported before the fork); a
@@ -102,4 +112,4 @@ def _forked_from_parent(ppid: int, grand: int, forked_from: int | None) -> bool:
     parent = mp.parent_process() if mp is not None else None
     if parent is not None and parent.pid == grand:
         return True
-    return _cmdline.is_copy(os.getpid(), ppid) and _cmdline.is_copy(ppid, grand)
+    return _cmdline.is_copy(me, ppid) and _cmdline.is_copy(ppid, grand)

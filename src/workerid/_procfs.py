@@ -170,6 +170,11 @@ class remembering:
         _memo = None
 
 
+def computing() -> bool:
+    """Is an identity computation (:class:`remembering`) under way in this process?"""
+    return _memo is not None
+
+
 def _remembered(kind: str, pid: int, read: Callable[[int], T]) -> T:
     """``read(pid)``, or what it gave earlier in this identity computation."""
     memo = _memo
@@ -271,6 +276,14 @@ def _read_cmdline(pid: int) -> list[str] | None:
     if raw is None:
         return None
     return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def raw_cmdline(pid: int | str) -> bytes | None:
+    """``/proc/<pid>/cmdline`` as the kernel gives it (``"self"``: this process), read now.
+
+    Not remembered: for comparing a command line with one read earlier.
+    """
+    return _read(f"{_PROC}/{pid}/cmdline", 65536)
 
 
 def exe(pid: int) -> str | None:

@@ -19,6 +19,11 @@ def parent_pid() -> int:
     return _acting[1] if _acting is not None else os.getppid()
 
 
+def acting() -> bool:
+    """Is a detection "as another process" (:class:`acting_as`) under way?"""
+    return _acting is not None
+
+
 class acting_as:
     """Detect as if this process were ``pid`` with parent ``ppid``.
 

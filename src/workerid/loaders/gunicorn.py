@@ -57,6 +57,16 @@ def live_count() -> int | None:
     return value if value > 0 else None
 
 
+def arbiter_count() -> int | None:
+    """In the arbiter: the count its ``nworkers_changed`` hook last wrote, which is what
+    ``post_fork`` publishes in a worker forked now (both are ``server.num_workers``)."""
+    page = arbiter_page
+    if page is None:
+        return None
+    value: int = _COUNT.unpack_from(page, 0)[0]
+    return value if value > 0 else None
+
+
 CONFIG_HINT = (
     "gunicorn: worker count not published by the arbiter; load the hook with "
     "'-c python:workerid.gunicorn' or set WORKERID_COUNT"
