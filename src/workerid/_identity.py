@@ -13,13 +13,22 @@ import dataclasses
 import fcntl
 import logging
 import os
-import sys
 import threading
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _config, _generation, _helpers, _layout, _procfs, _slots, _statefile, loaders
+from . import (
+    _config,
+    _generation,
+    _helpers,
+    _layout,
+    _premade,
+    _procfs,
+    _slots,
+    _statefile,
+    loaders,
+)
 from ._config import Settings
 from .loaders import _cmdline
 
@@ -652,86 +661,13 @@ def _drop_slot() -> None:
 # --- work done once in the master, before the fork (issue 14) ------------------
 
 
-@dataclasses.dataclass
-class _Premade:
-    """What a child forked now computes before its election, and what that rests on.
-
-    Made by the forking process in its before-fork handler, reading only:
-    nothing is created, written, locked or claimed, so a fork that fails or a
-    daemonising fork leaves nothing behind. Used at most once, by the child's
-    first call, and only if each input below is still what the child would
-    read then (:func:`_take_premade`); otherwise the child runs the whole
-    pipeline, as it would had its parent never imported workerid.
-    """
-
-    #: the forking process: the child's parent (``getppid()``) while it lives
-    master: int
-    #: what the child records as ``_proc.forked_from``
-    forked_from: int | None
-    #: ``configure()``'s settings (compared by identity: each call makes new ones)
-    explicit: Settings
-    #: the whole environment (``os.environ``'s own mapping, copied)
-    environ: object
-    #: real, effective and saved user and group IDs
-    ids: tuple[tuple[int, int, int], tuple[int, int, int]]
-    #: what detection reads from this process's memory (:func:`_module_inputs`)
-    modules: tuple[object, ...]
-    #: the PID namespace the run key was made with
-    pidns: int | None
-    #: the master's command line: the child's own too, at the fork
-    cmdline: bytes | None
-    #: the child's own command line is an input (generic detection, helper check)
-    own_cmdline: bool
-    settings: Settings
-    plan: _Plan
-    #: ``ledger.json``'s identity when the run's entry was read in it, and that start time
-    ledger: tuple[int, ...] | None
-    start: int | None
-
-
 #: made in the before-fork handler for the child of this fork
-_for_children: _Premade | None = None
+_for_children: _premade.Premade | None = None
 #: in a forked child: what its parent made for it, until its first call
-_inherited: _Premade | None = None
-
-#: modules whose presence detection looks at (loaders, the helper check)
-_DETECTING = ("uwsgi", "mod_wsgi", "gunicorn", "uvicorn", "hypercorn", "multiprocessing")
+_inherited: _premade.Premade | None = None
 
 
-def _module_inputs() -> tuple[object, ...]:
-    """What detection reads from memory: modules loaded, multiprocessing's parent, the
-    count a gunicorn ``post_fork`` hook published (in the worker, after the fork)."""
-    modules = sys.modules
-    mp = modules.get("multiprocessing")
-    return (
-        *[modules.get(name) for name in _DETECTING],
-        mp.parent_process() if mp is not None else None,
-        loaders.gunicorn.published_count,
-    )
-
-
-def _environ() -> object:
-    """The environment as compared: ``os.environ``'s own dict of bytes (a C-level
-    comparison of the very objects the child inherited), else a copy."""
-    data = getattr(os.environ, "_data", None)
-    return data if type(data) is dict else dict(os.environ)
-
-
-def _ids() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    return os.getresuid(), os.getresgid()
-
-
-def _ledger_key(lock_dir: str) -> tuple[int, ...] | None:
-    """``ledger.json``'s identity: it is only ever replaced whole (``rename``), so an
-    unchanged identity is unchanged content."""
-    try:
-        st = os.lstat(os.path.join(lock_dir, _layout.LEDGER))
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _premake(forked_from: int | None) -> _Premade | None:
+def _premake(forked_from: int | None) -> _premade.Premade | None:
     """In a process about to fork: what its child would compute before electing.
 
     ``None`` where the child's answer may not be the one it would compute
@@ -741,21 +677,21 @@ def _premake(forked_from: int | None) -> _Premade | None:
     """
     if _procfs.computing() or _cmdline.acting():
         return None  # this thread is inside a computation of its own (a fork from a hook)
-    modules = _module_inputs()
-    if modules[len(_DETECTING)] is not None:
+    modules = _premade.module_inputs()
+    if modules[len(_premade.DETECTING)] is not None:
         return None
     me = os.getpid()
     explicit = _proc.explicit
-    environ = _environ()
+    environ = _premade.environ()
     copied = dict(environ) if isinstance(environ, dict) else environ
-    ids = _ids()
+    ids = _premade.ids()
     settings = _config.from_env(os.environ, explicit)
     # A gunicorn worker's post_fork hook (workerid.gunicorn) publishes the arbiter's
     # count before the worker's first call: detect with the count it will publish, the
     # one the arbiter's nworkers_changed hook keeps (the child checks that it did).
     gunicorn = loaders.gunicorn
     published = gunicorn.published_count
-    if published is None and modules[_DETECTING.index("gunicorn")] is not None:
+    if published is None and modules[_premade.DETECTING.index("gunicorn")] is not None:
         published = gunicorn.arbiter_count()
     modules = (*modules[:-1], published)
     saved, gunicorn.published_count = gunicorn.published_count, published
@@ -771,13 +707,13 @@ def _premake(forked_from: int | None) -> _Premade | None:
     if det.loader not in ("generic", "gunicorn") or det.supervisor_pid != me or plan.is_master:
         return None
     cmdline = _procfs.raw_cmdline(me)
-    ledger = _ledger_key(plan.lock_dir)
+    ledger = _premade.ledger_key(plan.lock_dir)
     start: int | None = None
     if ledger is not None:
         got, problem = _generation.read(plan.lock_dir)
-        if problem is None and _ledger_key(plan.lock_dir) == ledger:
+        if problem is None and _premade.ledger_key(plan.lock_dir) == ledger:
             start = next((e.start for e in got.entries if e.run == plan.run.key), None)
-    return _Premade(
+    return _premade.Premade(
         master=me,
         forked_from=forked_from,
         explicit=explicit,
@@ -794,7 +730,7 @@ def _premake(forked_from: int | None) -> _Premade | None:
     )
 
 
-def _take_premade(explicit: Settings) -> _Premade | None:
+def _take_premade(explicit: Settings) -> _premade.Premade | None:
     """In a forked child's first call: its parent's before-fork work, if still valid.
 
     Each check is an input the child's own pipeline would read; any change
@@ -806,7 +742,7 @@ def _take_premade(explicit: Settings) -> _Premade | None:
     if pre is None:
         return None
     try:
-        stale = _stale(pre, explicit)
+        stale = _premade.stale(pre, explicit, _proc.forked_from)
     except Exception as exc:  # a module replaced by something odd: check nothing, compute
         stale = f"{type(exc).__name__} while checking"
     _proc.premade = f"stale: {stale}" if stale else "used"
@@ -816,37 +752,14 @@ def _take_premade(explicit: Settings) -> _Premade | None:
     return pre
 
 
-def _stale(pre: _Premade, explicit: Settings) -> str | None:
-    """The first input of ``pre`` that is no longer what this process would read."""
-    if os.getppid() != pre.master:
-        # not the parent that made it: a daemonising fork's parent has exited,
-        # or the child is in a new PID namespace (its parent is outside: 0)
-        return "parent"
-    if explicit is not pre.explicit or _proc.forked_from != pre.forked_from:
-        return "configure"
-    if _ids() != pre.ids:
-        return "ids"  # setuid: the default directory, the owner checks, the ledger's owner
-    if _procfs.pid_namespace() != pre.pidns:
-        return "pid namespace"  # the run key
-    if _environ() != pre.environ:
-        return "environment"  # WORKERID_*, WEB_CONCURRENCY, TMPDIR, XDG_RUNTIME_DIR...
-    if _module_inputs() != pre.modules:
-        return "modules"  # which loader; multiprocessing's parent; a published count
-    if _procfs.raw_cmdline(pre.master) != pre.cmdline:
-        return "parent's command line"  # the namespace, "is a copy of its parent"
-    if pre.own_cmdline and _procfs.raw_cmdline("self") != pre.cmdline:
-        return "command line"  # "is a copy of its parent" (generic detection)
-    return None
-
-
-def _ledger_unchanged(pre: _Premade, plan: _Plan) -> bool:
-    if pre.ledger is not None and _ledger_key(plan.lock_dir) == pre.ledger:
+def _ledger_unchanged(pre: _premade.Premade, plan: _Plan) -> bool:
+    if pre.ledger is not None and _premade.ledger_key(plan.lock_dir) == pre.ledger:
         return True
     _proc.premade = "used; ledger read again"
     return False
 
 
-def _premake_for_child() -> _Premade | None:
+def _premake_for_child() -> _premade.Premade | None:
     """The before-fork handler's work for a child that will elect on its first call."""
     if _cached is None:
         forked_from: int | None = os.getpid()  # the child records its parent
