@@ -202,6 +202,23 @@ def test_workers_with_and_without_pages_never_share_an_id(
             assert later == [72]
 
 
+def _refusals_of_140(start_server: Any) -> list[tuple[int, str]]:
+    """140 workers get exactly 1..140, those in slots.lock (1..PAGE) with nothing to say;
+    (worker ID, its degraded reasons) of each worker above PAGE, for the caller to judge."""
+    server = start_server(workers=140, **BIG)
+    idents = server.identities(timeout=90)
+    _assert_exactly(idents, list(range(1, 141)))
+    above = []
+    for ident in idents:
+        reasons = " | ".join(ident["degraded"])
+        if ident["worker_id"] <= PAGE:
+            assert reasons == "", ident
+        else:
+            above.append((ident["worker_id"], reasons))
+    assert len(above) == 140 - PAGE
+    return above
+
+
 def test_planted_symlink_and_fifo_pages_are_refused_and_ids_stay_exact(
     start_server: Any, shared_tmp: Path, lock_dir: Path
 ) -> None:
@@ -215,16 +232,9 @@ def test_planted_symlink_and_fifo_pages_are_refused_and_ids_stay_exact(
     target.write_bytes(b"untouched")
     (ns / "slots.1.lock").symlink_to(target)
     os.mkfifo(ns / "slots.2.lock", 0o600)
-    server = start_server(workers=140, **BIG)
-    idents = server.identities(timeout=90)
-    _assert_exactly(idents, list(range(1, 141)))
-    for ident in idents:
-        reasons = " | ".join(ident["degraded"])
-        if ident["worker_id"] <= PAGE:
-            assert reasons == ""
-        else:
-            assert "refused" in reasons and "slots.1.lock" in reasons, reasons
-        if ident["worker_id"] > 2 * PAGE:
+    for wid, reasons in _refusals_of_140(start_server):
+        assert "refused" in reasons and "slots.1.lock" in reasons, reasons
+        if wid > 2 * PAGE:
             assert "slots.2.lock" in reasons and "not a regular file" in reasons, reasons
     assert target.read_bytes() == b"untouched"
     assert (ns / "slots.1.lock").is_symlink()
@@ -409,16 +419,9 @@ def test_group_writable_and_foreign_pages_are_refused_and_ids_stay_exact(
     if foreign:
         (ns / "slots.2.lock").touch(mode=0o600)
         os.chown(ns / "slots.2.lock", 65534, 65534)
-    server = start_server(workers=140, **BIG)
-    idents = server.identities(timeout=90)
-    _assert_exactly(idents, list(range(1, 141)))
-    for ident in idents:
-        reasons = " | ".join(ident["degraded"])
-        if ident["worker_id"] <= PAGE:
-            assert reasons == ""
-        else:
-            assert "slots.1.lock is writable by other users" in reasons, reasons
-        if foreign and ident["worker_id"] > 2 * PAGE:
+    for wid, reasons in _refusals_of_140(start_server):
+        assert "slots.1.lock is writable by other users" in reasons, reasons
+        if foreign and wid > 2 * PAGE:
             assert "slots.2.lock is owned by uid 65534" in reasons, reasons
     assert stat.S_IMODE(os.lstat(ns / "slots.1.lock").st_mode) == 0o620
 
