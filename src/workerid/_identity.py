@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -678,12 +679,11 @@ def _premake(forked_from: int | None) -> _premade.Premade | None:
     if _procfs.computing() or _cmdline.acting():
         return None  # this thread is inside a computation of its own (a fork from a hook)
     modules = _premade.module_inputs()
-    if modules[len(_premade.DETECTING)] is not None:
+    if modules.mp_parent is not None:
         return None
     me = os.getpid()
     explicit = _proc.explicit
-    environ = _premade.environ()
-    copied = dict(environ) if isinstance(environ, dict) else environ
+    environ = dict(_premade.environ())
     ids = _premade.ids()
     settings = _config.from_env(os.environ, explicit)
     # A gunicorn worker's post_fork hook (workerid.gunicorn) publishes the arbiter's
@@ -691,9 +691,9 @@ def _premake(forked_from: int | None) -> _premade.Premade | None:
     # one the arbiter's nworkers_changed hook keeps (the child checks that it did).
     gunicorn = loaders.gunicorn
     published = gunicorn.published_count
-    if published is None and modules[_premade.DETECTING.index("gunicorn")] is not None:
+    if published is None and sys.modules.get("gunicorn") is not None:
         published = gunicorn.arbiter_count()
-    modules = (*modules[:-1], published)
+    modules = modules._replace(published=published)
     saved, gunicorn.published_count = gunicorn.published_count, published
     try:
         with _procfs.remembering():
@@ -717,7 +717,7 @@ def _premake(forked_from: int | None) -> _premade.Premade | None:
         master=me,
         forked_from=forked_from,
         explicit=explicit,
-        environ=copied,
+        environ=environ,
         ids=ids,
         modules=modules,
         pidns=_procfs.pid_namespace(),
@@ -746,10 +746,7 @@ def _take_premade(explicit: Settings) -> _premade.Premade | None:
     except Exception as exc:  # a module replaced by something odd: check nothing, compute
         stale = f"{type(exc).__name__} while checking"
     _proc.premade = f"stale: {stale}" if stale else "used"
-    if stale:
-        return None
-    pre.plan.degraded = list(pre.plan.degraded)
-    return pre
+    return None if stale else pre
 
 
 def _ledger_unchanged(pre: _premade.Premade, plan: _Plan) -> bool:

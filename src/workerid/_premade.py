@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _layout, _procfs, loaders
 
@@ -46,11 +46,11 @@ class Premade:
     #: ``configure()``'s settings (compared by identity: each call makes new ones)
     explicit: Settings
     #: the whole environment (``os.environ``'s own mapping, copied)
-    environ: object
+    environ: dict[Any, Any]
     #: real, effective and saved user and group IDs
     ids: tuple[tuple[int, int, int], tuple[int, int, int]]
     #: what detection reads from this process's memory (:func:`module_inputs`)
-    modules: tuple[object, ...]
+    modules: ModuleInputs
     #: the PID namespace the run key was made with
     pidns: int | None
     #: the master's command line: the child's own too, at the fork
@@ -64,21 +64,32 @@ class Premade:
     start: int | None
 
 
-def module_inputs() -> tuple[object, ...]:
-    """What detection reads from memory: modules loaded, multiprocessing's parent, the
-    count a gunicorn ``post_fork`` hook published (in the worker, after the fork)."""
+class ModuleInputs(NamedTuple):
+    """What detection reads from this process's memory rather than from ``/proc``."""
+
+    #: ``sys.modules[name]`` (or ``None``) for each of :data:`DETECTING`: which loader
+    loaded: tuple[object, ...]
+    #: ``multiprocessing.parent_process()``: the helper check looks at that process
+    mp_parent: object
+    #: the count a gunicorn ``post_fork`` hook published (in the worker, after the fork)
+    published: int | None
+
+
+def module_inputs() -> ModuleInputs:
+    """The :class:`ModuleInputs` of this process, now."""
     modules = sys.modules
     mp = modules.get("multiprocessing")
-    return (
-        *[modules.get(name) for name in DETECTING],
+    return ModuleInputs(
+        tuple(modules.get(name) for name in DETECTING),
         mp.parent_process() if mp is not None else None,
         loaders.gunicorn.published_count,
     )
 
 
-def environ() -> object:
+def environ() -> dict[Any, Any]:
     """The environment as compared: ``os.environ``'s own dict of bytes (a C-level
-    comparison of the very objects the child inherited), else a copy."""
+    comparison of the very objects the child inherited), else a copy. The live
+    dict: a :class:`Premade` keeps a copy of it."""
     data = getattr(os.environ, "_data", None)
     return data if type(data) is dict else dict(os.environ)
 
