@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from helpers import env_for
+from helpers import env_for, run_script, wait_for
 
 HELPER = Path(__file__).parent / "helpers" / "premaster.py"
 WORKERS = 4
@@ -46,16 +46,9 @@ def _run(shape: str, change: str, out_dir: Path, lock_dir: Path, **env: str) -> 
     out = out_dir / f"{shape}-{change}.json"
     environ = env_for(lock_dir, PREMASTER=f"{shape}:{change}:{WORKERS}:{out}", **env)
     environ.pop("WEB_CONCURRENCY", None)
-    proc = subprocess.run(
-        [sys.executable, str(HELPER)], check=False, env=environ, capture_output=True, timeout=60
-    )
-    if proc.returncode == 77:
-        pytest.skip(f"{change} is not possible here")
-    assert proc.returncode == 0, proc.stderr.decode()
-    deadline = time.monotonic() + 30  # "daemon": the caller exits before its grandchild
-    while not out.exists():
-        assert time.monotonic() < deadline, f"no result from the {shape} master"
-        time.sleep(0.05)
+    run_script(HELPER, environ, f"{change} is not possible here")
+    # "daemon": the caller exits before its grandchild writes
+    wait_for(out.exists, f"the result of the {shape} master", timeout=30)
     got: dict[str, Any] = json.loads(out.read_text())
     return got
 

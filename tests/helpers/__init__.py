@@ -54,6 +54,19 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 15) -> T
         time.sleep(0.02)
 
 
+def run_script(script: Path | str, env: dict[str, str], skip: str, timeout: float = 60) -> None:
+    """Run a helper script to its end; it exits 77 when its setup is impossible here: then
+    the test is skipped, saying ``skip``."""
+    import pytest  # here, not at the top: helper scripts import this package too
+
+    proc = subprocess.run(
+        [sys.executable, str(script)], check=False, env=env, capture_output=True, timeout=timeout
+    )
+    if proc.returncode == 77:
+        pytest.skip(skip)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
 def alive(pid: int) -> bool:
     """``pid`` (a PID of this test's namespace) is running and not a zombie."""
     try:
