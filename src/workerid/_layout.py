@@ -69,12 +69,7 @@ def slots_file(ns_dir: str) -> str:
 
 def page_file(ns_dir: str, page: int) -> str:
     """Page ``page`` (``>= 1``) of the search index: IDs ``PAGE*page+1 .. PAGE*(page+1)``."""
-    return f"{page_stem(ns_dir)}{page}.lock"
-
-
-def page_stem(ns_dir: str) -> str:
-    """What every page file's path starts with: ``page_file`` is this, ``page``, ``.lock``."""
-    return os.path.join(ns_dir, "slots.")
+    return os.path.join(ns_dir, f"slots.{page}.lock")
 
 
 def run_offset(run: str) -> int:

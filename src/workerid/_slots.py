@@ -211,14 +211,13 @@ class _Pages:
         self.fds: dict[int, int | None] = {}
         self.notes: list[str] = []
         # Once per election, not once per page (worker 1,025 opens 16): the uid
-        # every page must have, and the start of their names (_layout.page_file).
+        # every page must have.
         self._euid = os.geteuid()
-        self._stem = _layout.page_stem(ns_dir)
 
     def fd(self, page: int) -> int | None:
         if page in self.fds:
             return self.fds[page]
-        path = f"{self._stem}{page}.lock"
+        path = _layout.page_file(self.ns_dir, page)
         fd: int | None
         try:
             fd = _statefile.open_lock_file_created(path, euid=self._euid)[0]
