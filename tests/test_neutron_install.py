@@ -140,6 +140,19 @@ GUARDS = {
             return
 """,
 }
+#: Ml2Plugin.create_network's order (26.0.x-29.0.x): _before_create_network, then the
+#: transaction that allocates; the stand-in returns when it would read the ranges
+PLAIN_PLUGIN = """
+import time
+
+class Ml2Plugin:
+    def _before_create_network(self, context, network):
+        pass
+
+    def create_network(self, context, network):
+        self._before_create_network(context, network)
+        return time.time()
+"""
 API = """
 from neutron.plugins.ml2 import managers
 managers.TypeManager().initialize_network_segment_range_support(99)
@@ -173,6 +186,7 @@ def make_neutron(root: Path, shape: str = "28.0.0") -> None:
         "neutron/plugins/__init__.py": "",
         "neutron/plugins/ml2/__init__.py": "",
         "neutron/plugins/ml2/managers.py": MANAGERS.replace("@GUARD@", guard),
+        "neutron/plugins/ml2/plugin.py": PLAIN_PLUGIN,
         "neutron/wsgi/__init__.py": "",
         "neutron/wsgi/api.py": API,
     }
@@ -265,7 +279,7 @@ def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
+def test_seeding_runs_once_and_no_worker_allocates_before_it_is_done(
     tmp_path: Path, shared_tmp: Path, shape: str
 ) -> None:
     """Four workers of one pre-fork master load Neutron (neutron.wsgi.api) at once."""
@@ -283,12 +297,12 @@ def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
             pid = os.fork()
             if pid == 0:
                 os.close(hold_w)
-                import neutron.wsgi.api  # loads Neutron; install() waits for seeding after it
-                from neutron.plugins.ml2 import managers
-                ready = time.time()
+                import neutron.wsgi.api  # loads Neutron (the first to get there seeds)
+                from neutron.plugins.ml2 import managers, plugin
+                allocated = plugin.Ml2Plugin().create_network(None, {{}})  # waits for it
                 seeded = managers.SEEDED[0] if managers.SEEDED else 0
                 with open({str(seeds)!r}, "a") as f:
-                    f.write(f"{{workerid.worker_id()}} {{seeded}} {{ready}}\\n")
+                    f.write(f"{{workerid.worker_id()}} {{seeded}} {{allocated}}\\n")
                 os.read(hold_r, 1)
                 os._exit(0)
             pids.append(pid)
@@ -308,7 +322,7 @@ def test_seeding_runs_once_and_no_worker_is_ready_before_it_is_done(
     assert sorted(r[0] for r in rows) == ["1", "2", "3", "4"]
     seeded = [float(r[1]) for r in rows if float(r[1]) > 0]
     assert len(seeded) == 1  # exactly one worker seeded
-    assert all(float(r[2]) >= seeded[0] for r in rows)  # nobody was ready before it was done
+    assert all(float(r[2]) >= seeded[0] for r in rows)  # nobody allocated before it was done
 
 
 def test_under_uwsgi_its_values_are_kept_and_the_count_fixed(
@@ -697,26 +711,39 @@ def test_degraded_seeding_is_serialised_where_ranges_are_not_unique(
 
 #: neutron/policy.py's shape (L54 reset, L71-L87 init: _ENFORCER set, then the rules loaded);
 #: each init() that has work to do says so in the events file first
-POLICY = """
+#: Ml2Plugin's shape at 26.0.x-29.0.x (neutron/plugins/ml2/plugin.py, L1219-L1316 at 28.0.0):
+#: create_network and _create_bulk_ml2 call _before_create_network before the transaction that
+#: allocates the segments. Each step is written to FAKE_EVENTS: "before" (the BEFORE_CREATE
+#: callbacks), then "allocate" (where the transaction would read the ranges).
+PLUGIN = """
 import os, time
-_ENFORCER = None
 
-def init():
-    global _ENFORCER
-    if not _ENFORCER:
-        with open(os.environ["FAKE_EVENTS"], "a") as f:
-            f.write(f"warm {os.getpid()} {time.time()}\\n")
-        _ENFORCER = object()
-        if os.environ.get("FAKE_POLICY_FAIL"):
-            raise RuntimeError("cannot parse policy.yaml")
+def _note(what):
+    with open(os.environ["FAKE_EVENTS"], "a") as f:
+        f.write(f"{what} {os.getpid()} {time.time()}\\n")
 
-def reset():
-    global _ENFORCER
-    _ENFORCER = None
+class Ml2Plugin:
+    def _before_create_network(self, context, network):
+        _note("before")
+
+    def create_network(self, context, network):
+        self._before_create_network(context, network)
+        _note("allocate")
+        return network
 """
-#: a seeding that lasts until FAKE_WARM_UPS workers have begun their warm-up (at most 10 s), so
-#: that whether they warm up *while* it runs does not depend on timing
-MANAGERS_WAITS_FOR_WARM_UPS = """
+#: neutron/services/segments/db.py L88-L94: create_segment opens _create_segment_db's transaction
+SEGMENTS_DB = """
+import os, time
+
+class SegmentDbMixin:
+    def create_segment(self, context, segment):
+        with open(os.environ["FAKE_EVENTS"], "a") as f:
+            f.write(f"allocate {os.getpid()} {time.time()}\\n")
+        return segment
+"""
+#: a seeding that lasts until FAKE_CALLERS workers are about to allocate a segment (at most
+#: 10 s), so that they are serving *while* it runs whatever the timing
+MANAGERS_WAITS_FOR_CALLERS = """
 import os, time
 from neutron.common import wsgi_utils
 SEEDED = []
@@ -727,101 +754,105 @@ class TypeManager:
         events, deadline = os.environ["FAKE_EVENTS"], time.time() + 10
         while time.time() < deadline:
             with open(events) as f:
-                if f.read().count("warm ") >= int(os.environ["FAKE_WARM_UPS"]):
+                if f.read().count("calling ") >= int(os.environ["FAKE_CALLERS"]):
                     break
             time.sleep(0.02)
         SEEDED.append(time.time())
         with open(events, "a") as f:
             f.write(f"seeded {os.getpid()} {time.time()}\\n")
+
+    def allocate_dynamic_segment(self, context, network_id, segment):
+        with open(os.environ["FAKE_EVENTS"], "a") as f:
+            f.write(f"allocate {os.getpid()} {time.time()}\\n")
+        return segment
 """
-FORK_FOUR_LOADERS = """
+#: each worker loads Neutron, says it serves ("ready"), then makes its first allocation, by
+#: the entry point {call}
+FORK_FOUR_SERVERS = """
 import logging, os, time, workerid, workerid.neutron
 logging.basicConfig(filename={log!r}, level=logging.INFO, format="%(process)d %(message)s")
-workerid.neutron.install(warm_up={warm_up})
+workerid.neutron.install()
 hold_r, hold_w = os.pipe()  # workers keep their IDs until all have reported
 pids = []
 for _ in range(4):
     pid = os.fork()
     if pid == 0:
         os.close(hold_w)
-        import neutron.wsgi.api  # loads Neutron; waits for the seeding (warming up) after it
-        from neutron import policy
+        import neutron.wsgi.api  # loads Neutron (the first to get there seeds)
+        from neutron.plugins.ml2 import managers, plugin
+        from neutron.services.segments import db as segments_db
         with open({events!r}, "a") as f:
-            f.write(f"ready {{os.getpid()}} {{time.time()}} {{policy._ENFORCER is not None}}\\n")
+            f.write(f"ready {{os.getpid()}} {{time.time()}}\\n")
+            f.write(f"calling {{os.getpid()}} {{time.time()}}\\n")
+        {call}
         os.read(hold_r, 1)
         os._exit(0)
     pids.append(pid)
 deadline = time.time() + 30
-while time.time() < deadline and open({events!r}).read().count("ready ") < 4:
+while time.time() < deadline and open({events!r}).read().count("allocate ") < 4:
     time.sleep(0.05)
 os.close(hold_w)
 for pid in pids:
     os.waitpid(pid, 0)
 print("done")
 """
+#: the three entry points that allocate a segment (see _patches: patch_plugin,
+#: patch_segments, patch_managers)
+CALLS = {
+    "network": "plugin.Ml2Plugin().create_network(None, {'network': {}})",
+    "segment": "segments_db.SegmentDbMixin().create_segment(None, {'segment': {}})",
+    "dynamic": "managers.TypeManager().allocate_dynamic_segment(None, 'n', {})",
+}
 
 
-def load_four_workers(
-    root: Path, tmp: Path, shape: str, warm_ups: int, warm_up: bool = True, fail: bool = False
-) -> tuple[dict[str, list[list[str]]], str]:
-    """Four workers load stand-in Neutron at once; (their events by kind, the log)."""
+def serve_four_workers(
+    root: Path, tmp: Path, shape: str, call: str
+) -> tuple[dict[str, dict[str, float]], str]:
+    """Four workers load stand-in Neutron at once and allocate; ({kind: {pid: time}}, log)."""
     make_neutron(root, shape)
-    (root / "neutron/policy.py").write_text(POLICY)
     guard = GUARDS.get(shape, GUARDS["28.0.0"]).strip("\n")
-    managers = MANAGERS_WAITS_FOR_WARM_UPS.replace("@GUARD@", guard)
-    (root / "neutron/plugins/ml2/managers.py").write_text(managers)
+    files = {
+        "neutron/plugins/ml2/managers.py": MANAGERS_WAITS_FOR_CALLERS.replace("@GUARD@", guard),
+        "neutron/plugins/ml2/plugin.py": PLUGIN,
+        "neutron/services/__init__.py": "",
+        "neutron/services/segments/__init__.py": "",
+        "neutron/services/segments/db.py": SEGMENTS_DB,
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     events, log = tmp / "events", tmp / "log"
     events.write_text("")
-    env = {"FAKE_EVENTS": str(events), "FAKE_WARM_UPS": str(warm_ups)}
-    if fail:
-        env["FAKE_POLICY_FAIL"] = "1"
-    script = FORK_FOUR_LOADERS.format(log=str(log), events=str(events), warm_up=warm_up)
+    env = {"FAKE_EVENTS": str(events), "FAKE_CALLERS": "3"}
+    script = FORK_FOUR_SERVERS.format(log=str(log), events=str(events), call=CALLS[call])
     assert run(root, tmp / "locks", script, env=env) == "done"
-    by_kind: dict[str, list[list[str]]] = {"warm": [], "seeded": [], "ready": []}
+    by_kind: dict[str, dict[str, float]] = {}
     for line in events.read_text().splitlines():
-        kind, *rest = line.split()
-        by_kind[kind].append(rest)
+        kind, pid, at = line.split()
+        assert pid not in by_kind.setdefault(kind, {}), line  # each once per worker
+        by_kind[kind][pid] = float(at)
     return by_kind, log.read_text()
 
 
-@pytest.mark.parametrize("shape", ["28.0.0", "29.0.0"])
-def test_waiting_workers_warm_up_while_the_seeding_runs(
-    tmp_path: Path, shared_tmp: Path, shape: str
+@pytest.mark.parametrize(
+    ("shape", "call"),
+    [("28.0.0", "network"), ("29.0.0", "network"), ("28.0.0", "segment"), ("26.0.6", "dynamic")],
+)
+def test_workers_serve_while_the_seeding_runs_and_allocate_after_it(
+    tmp_path: Path, shared_tmp: Path, shape: str, call: str
 ) -> None:
-    ev, log = load_four_workers(tmp_path, shared_tmp, shape, warm_ups=3)
-    assert len(ev["seeded"]) == 1
-    seeder, seeded = ev["seeded"][0][0], float(ev["seeded"][0][1])
-    # the three others warmed up, each once, before the seeding ended (it waited for them)
-    assert sorted(pid for pid, _ in ev["warm"]) == sorted(
-        pid for pid, _, _ in ev["ready"] if pid != seeder
+    ev, log = serve_four_workers(tmp_path, shared_tmp, shape, call)
+    ((seeder, seeded),) = ev["seeded"].items()
+    others = sorted(pid for pid in ev["ready"] if pid != seeder)
+    assert len(others) == 3 and sorted(ev["allocate"]) == sorted(ev["ready"])
+    # the three others served (were about to allocate) while the seeding ran ...
+    assert all(ev["calling"][pid] < seeded for pid in others)
+    if call == "network":  # ... and ran Neutron's BEFORE_CREATE callbacks meanwhile
+        assert all(ev["before"][pid] < seeded for pid in others)
+    # ... but no worker allocated a segment before the ranges were there
+    assert all(at >= seeded for at in ev["allocate"].values())
+    where = {"network": "a network create", "segment": "a segment create"}.get(
+        call, "a dynamic segment allocation"
     )
-    assert all(float(t) < seeded for _, t in ev["warm"])
-    # and none of the four was ready before the seeding was done
-    assert len(ev["ready"]) == 4
-    assert all(float(t) >= seeded for _, t, _ in ev["ready"])
-    # the seeder had no time to spare: its first request loads the policy, as in Neutron
-    assert {pid: loaded for pid, _, loaded in ev["ready"]}[seeder] == "False"
-    assert sorted(loaded for _, _, loaded in ev["ready"]) == ["False", "True", "True", "True"]
-    assert log.count("workerid: warmed up policy in") == 3
-    assert log.count("for another worker's segment range seeding") == 3
-
-
-def test_warm_up_off_only_waits(tmp_path: Path, shared_tmp: Path) -> None:
-    ev, log = load_four_workers(tmp_path, shared_tmp, "28.0.0", warm_ups=0, warm_up=False)
-    assert ev["warm"] == []
-    seeded = float(ev["seeded"][0][1])
-    assert all(float(t) >= seeded and loaded == "False" for _, t, loaded in ev["ready"])
-    assert "warmed up" not in log
-
-
-def test_a_failed_warm_up_is_logged_and_the_worker_still_waits_and_serves(
-    tmp_path: Path, shared_tmp: Path
-) -> None:
-    ev, log = load_four_workers(tmp_path, shared_tmp, "29.0.0", warm_ups=3, fail=True)
-    seeded = float(ev["seeded"][0][1])
-    assert len(ev["warm"]) == 3 and all(float(t) < seeded for _, t in ev["warm"])
-    # all four serve, after the seeding, with Neutron's policy module as it was (reset)
-    assert len(ev["ready"]) == 4
-    assert all(float(t) >= seeded and loaded == "False" for _, t, loaded in ev["ready"])
-    assert log.count("warming up policy failed (RuntimeError: cannot parse policy.yaml)") == 3
-    assert "Traceback" not in log
+    assert log.count(f"workerid: {where} waited ") == 3
+    assert log.count("requests that allocate a network segment wait for it") == 3

@@ -258,104 +258,93 @@ def test_the_call_sites_have_the_shape_the_patches_expect() -> None:
         assert "self.hash_ring_group, cfg.CONF.host, os.getpid())" in mech
 
 
-def test_the_policy_engine_has_the_shape_the_warm_up_expects() -> None:
-    """``_patches._warm_policy`` calls ``neutron.policy.init()`` and, if it fails, ``reset()``.
+def test_segments_are_allocated_where_the_patches_wait() -> None:
+    """``_patches.await_seeding`` runs at three entry points, each outside any transaction, and
+    every segment allocation of the release goes through one of them.
 
-    28.0.0 and 29.0.0: ``_ENFORCER = None`` until ``init()`` (L71-L87) sets it and then loads the
-    rules; ``enforce()`` and ``check()`` call ``init()`` first (L534/L499 at 28.0.0, L539/L504 at
-    29.0.0); the pecan ``PolicyHook`` calls ``policy.enforce`` per request.
+    * ``Ml2Plugin.create_network`` (``@utils.transaction_guard``) and ``_create_bulk_ml2`` call
+      ``_before_create_network`` before the ``CONTEXT_WRITER`` in which ``_create_network_db``
+      allocates (``plugin.py`` L1124-L1131, L1225-L1238, L1289-L1294 at 28.0.0);
+    * ``SegmentDbMixin.create_segment`` calls ``_create_segment_db``, whose transaction's
+      ``PRECOMMIT_CREATE`` makes ML2 reserve a partial segment (``segments/db.py`` L88-L94);
+    * ``TypeManager.allocate_dynamic_segment`` (``@db_api.retry_if_session_inactive()``), from
+      port binding (``driver_context.py``).
     """
     src = neutron_source()
-    policy = src["neutron/policy.py"]
-    assert "\n_ENFORCER = None\n" in policy
-    assert "\ndef reset():\n" in policy
-    init = policy.split("\ndef init(")[1].split("\ndef ")[0]
-    assert init.startswith("conf=cfg.CONF, policy_file=None")  # callable without arguments
-    assert init.index("_ENFORCER = policy.Enforcer(") < init.index("_ENFORCER.load_rules(True)")
-    for name in ("enforce", "check"):
-        body = policy.split(f"\ndef {name}(context, action, target")[1].split("\ndef ")[0]
-        assert "\n    init()\n" in body, name
-    hook = src["neutron/pecan_wsgi/hooks/policy_enforcement.py"]
-    assert "policy.enforce(" in hook
+    plugin = src["neutron/plugins/ml2/plugin.py"]
+    create = plugin.split("    def create_network(self, context, network):\n")
+    assert (
+        create[0]
+        .rstrip()
+        .endswith("@utils.transaction_guard\n    @db_api.retry_if_session_inactive()")
+    )
+    body = create[1].split("\n    def ")[0]
+    assert body.index("self._before_create_network(") < body.index("self._create_network_db(")
+    bulk = plugin.split("    def _create_bulk_ml2(self, resource, context, request_items):")[1]
+    bulk = bulk.split("\n    def ")[0]
+    assert bulk.index("obj_before_create(context, item)") < bulk.index(
+        "with db_api.CONTEXT_WRITER.using(context):"
+    )
+    assert "obj_before_create = getattr(self, '_before_create_%s' % resource)" in bulk
+    net_db = plugin.split("    def _create_network_db(self, context, network):")[1]
+    net_db = net_db.split("\n    def ")[0]
+    assert net_db.index("with db_api.CONTEXT_WRITER.using(context):") < net_db.index(
+        "self.type_manager.create_network_segments("
+    )
+    segments = src["neutron/services/segments/db.py"]
+    seg = segments.split("    def create_segment(self, context, segment):")[1].split("\n    def ")
+    assert "self._create_segment_db(context, segment_id, segment)" in seg[0]
+    assert "with db_api.CONTEXT_WRITER.using(context):" in seg[1]  # _create_segment_db
+    managers = src["neutron/plugins/ml2/managers.py"]
+    assert (
+        "    @db_api.retry_if_session_inactive()\n"
+        "    def allocate_dynamic_segment(self, context, network_id, segment):"
+    ) in managers
+    # the only callers of the type manager's allocations are behind those entry points
+    callers = {
+        path
+        for path, text in src.items()
+        if re.search(r"type_manager\.(create_network_segments|reserve_network_segment)\(", text)
+    }
+    assert callers == {"neutron/plugins/ml2/plugin.py"}, callers
 
 
-#: Run in the release's venv, no server, no database: Neutron's config parsed from argv[1], then
-#: (argv[2] == "warm") workerid's warm-up, then what a first request's policy checks do.
-POLICY_CHECKS = r"""
-import json, sys
-from oslo_config import cfg
-from neutron.common import config as n_config
-from neutron import policy
-from neutron_lib import context
-if hasattr(n_config, "register_common_config_options"):
-    n_config.register_common_config_options()
-cfg.CONF(args=[], project="neutron", default_config_files=[sys.argv[1]])
-if sys.argv[2] == "warm":
-    from workerid.neutron import _patches
-    _patches.warm_up()
-warmed = policy._ENFORCER
-try:
-    ctxs = [context.Context(user_id="u", project_id="p", roles=roles)
-            for roles in (["admin"], ["member", "reader"], ["reader"])]
-    target = {"project_id": "p", "tenant_id": "p"}
-    answers = [policy.check(c, a, target) for c in ctxs for a in ("get_network", "create_network")]
-    error = None
-except Exception as exc:
-    answers, error = None, type(exc).__name__
+#: Run in the release's venv: install(), then the real modules; which entry points now wait
+WRAPPED = r"""
+import json, workerid.neutron
+workerid.neutron.install()
+from neutron.plugins.ml2 import managers, plugin
+from neutron.services.segments import db as segments_db
 print(json.dumps({
-    "warmed": warmed is not None,
-    "kept": warmed is None or warmed is policy._ENFORCER,
-    "rules": len(policy._ENFORCER.rules) if policy._ENFORCER is not None else 0,
-    "answers": answers,
-    "error": error,
+    "network": hasattr(plugin.Ml2Plugin._before_create_network, "__wrapped__"),
+    "segment": hasattr(segments_db.SegmentDbMixin.create_segment, "__wrapped__"),
+    "dynamic": hasattr(managers.TypeManager.allocate_dynamic_segment, "__wrapped__"),
 }))
 """
 
 
-def policy_checks(tmp_path: Path, conf: Path, mode: str) -> dict[str, object]:
+def test_install_makes_the_real_entry_points_wait(tmp_path: Path) -> None:
     src = Path(__file__).resolve().parents[2] / "src"  # this tree's workerid
     out = subprocess.run(
-        [str(lab.VENV / "bin/python"), "-c", POLICY_CHECKS, str(conf), mode],
+        [str(lab.VENV / "bin/python"), "-c", WRAPPED],
         capture_output=True,
         text=True,
         env={
             "PATH": "/usr/bin:/bin",
             "PYTHONPATH": ":".join([*([str(SOURCE)] if SOURCE else []), str(src)]),
             "TMPDIR": str(tmp_path),
+            "WORKERID_DIR": str(tmp_path / "locks"),
         },
         timeout=120,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    result["log"] = out.stderr
-    return result
-
-
-def test_the_warm_up_loads_the_policy_rules_the_first_request_would(tmp_path: Path) -> None:
-    """The real ``neutron.policy`` of the release: warm-up, then the same answers as without."""
-    conf = tmp_path / "neutron.conf"
-    conf.write_text("[DEFAULT]\nauth_strategy = noauth\n")
-    warm, cold = policy_checks(tmp_path, conf, "warm"), policy_checks(tmp_path, conf, "cold")
-    assert warm["warmed"] is True and warm["kept"] is True  # the first check re-used it
-    assert cold["warmed"] is False
-    assert warm["error"] is None and cold["error"] is None
-    assert warm["answers"] == cold["answers"]
-    assert warm["rules"] == cold["rules"] and int(str(warm["rules"])) > 300
-
-
-def test_a_failing_warm_up_leaves_the_first_request_the_same_failure(tmp_path: Path) -> None:
-    """A policy file that does not parse: the warm-up fails, logs, and resets the engine."""
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text('"get_network": "role:admin" "oops\n  : [\n')
-    conf = tmp_path / "neutron.conf"
-    conf.write_text(
-        f"[DEFAULT]\nauth_strategy = noauth\n[oslo_policy]\npolicy_file = {policy_file}\n"
-    )
-    warm, cold = policy_checks(tmp_path, conf, "warm"), policy_checks(tmp_path, conf, "cold")
-    assert warm["warmed"] is False  # reset after the failure
-    assert "warming up policy failed (ValueError" in str(warm["log"])
-    assert warm["error"] == cold["error"] == "ValueError"
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "network": True,
+        "segment": True,
+        "dynamic": True,
+    }
+    assert "will not wait for the segment range seeding" not in out.stderr
 
 
 def test_unique_constraint_on_default_ranges_is_known() -> None:

@@ -35,8 +35,8 @@ __all__ = ["DEFAULT_SEED_TIMEOUT", "install", "installed"]
 
 log = logging.getLogger("workerid.neutron")
 
-#: how long a worker waits for another worker's seeding of the default
-#: segment ranges before it serves anyway (65,536 geneve allocations took
+#: how long a request that allocates a segment waits for another worker's
+#: seeding of the default segment ranges before it goes on anyway (65,536 geneve allocations took
 #: 1-2 s on 2 cores here)
 DEFAULT_SEED_TIMEOUT = 90.0
 
@@ -54,7 +54,6 @@ def install(
     lock_dir: str | None = None,
     namespace: str | None = None,
     seed_timeout: float = DEFAULT_SEED_TIMEOUT,
-    warm_up: bool = True,
 ) -> bool:
     """Make Neutron's worker ID, count and start time come from workerid.
 
@@ -66,12 +65,12 @@ def install(
     environment; a problem is logged and reported by
     ``workerid.identity().degraded``.
 
-    A worker that finishes loading Neutron while another worker still seeds
-    the default segment ranges waits for it before it serves (at most
-    ``seed_timeout`` seconds). With ``warm_up`` (the default) it first does
-    what Neutron would otherwise do on its first request, loading the API
-    policy rules, so that work overlaps the seeding; a warm-up that fails is
-    logged and left to the first request.
+    The first worker of a run to load Neutron seeds the ML2 default segment
+    ranges; the others go on loading and serving meanwhile, and a request of
+    theirs that allocates a network segment (network create, segment create,
+    a dynamic segment) waits for the seeding before its transaction opens
+    (at most ``seed_timeout`` seconds), so it never meets the 503
+    NoNetworkAvailable window.
     """
     global _installed
     with _lock:
@@ -89,13 +88,13 @@ def install(
                 "may already have been skipped. Call it before importing neutron.wsgi.api"
             )
         _patches.seed_lock_timeout = seed_timeout
-        _patches.warm_up_enabled = warm_up
+        _patches.seed_timeout = seed_timeout
         _importhook.when_imported("neutron.common.wsgi_utils", _patches.patch_wsgi_utils)
         _importhook.when_imported("neutron.service", _patches.patch_service)
         _importhook.when_imported("neutron.plugins.ml2.managers", _patches.patch_managers)
-        _importhook.when_imported(
-            "neutron.wsgi.api", lambda mod: _patches.patch_wsgi_api(mod, seed_timeout)
-        )
+        _importhook.when_imported("neutron.plugins.ml2.plugin", _patches.patch_plugin)
+        _importhook.when_imported("neutron.services.segments.db", _patches.patch_segments)
+        _importhook.when_imported("neutron.wsgi.api", _patches.patch_wsgi_api)
         _importhook.when_imported("neutron.db.ovn_hash_ring_db", _patches.patch_hash_ring_db)
         _installed = True
     # Decide now, in this worker, before Neutron loads; the summary is logged

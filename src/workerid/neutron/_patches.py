@@ -128,7 +128,7 @@ def patch_service(mod: Any) -> None:
 # --- neutron.plugins.ml2.managers --------------------------------------------------
 
 
-#: seedings this process left to another worker, to check on before serving
+#: seedings this process left to another worker, to check on before it allocates a segment
 _pending: list[Callable[[], None]] = []
 
 
@@ -141,9 +141,9 @@ def patch_managers(mod: Any) -> None:
         # Neutron seeds only in worker 1. Here the first worker of the run to
         # get here seeds (with a lazily loaded WSGIScriptAlias, worker 1 may
         # not load Neutron until its first request). The others do not wait
-        # here: they go on loading Neutron while it seeds (on 2 cores that
-        # overlap is most of a second) and wait for it at the end of the
-        # import of neutron.wsgi.api, before they serve (see wait_for_seeding).
+        # here: they go on loading Neutron and serving while it seeds (on 2
+        # cores that overlap is most of a second), and a request of theirs
+        # waits for it only where it allocates a segment (see await_seeding).
         def seed() -> None:
             _first.active = True
             began = time.monotonic()
@@ -162,6 +162,9 @@ def patch_managers(mod: Any) -> None:
             _pending.append(seed)
 
     cls.initialize_network_segment_range_support = initialize_network_segment_range_support
+    # Port binding's dynamic segments (hierarchical binding): retry_if_session_inactive, so
+    # called outside a transaction.
+    _await_in(cls, "allocate_dynamic_segment", "a dynamic segment allocation")
 
 
 def _ranges_unique() -> bool:
@@ -237,135 +240,137 @@ def _serialised() -> Iterator[None]:
                 conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (SEED_DB_LOCK,))
 
 
-#: whether a worker that finds the seeding still running warms up meanwhile (install() sets it)
-warm_up_enabled = True
+#: how long a request that allocates a segment waits for the seeding (install() sets it)
+seed_timeout = 90.0
 
-
-def _warm_policy() -> None:
-    """Load Neutron's API policy rules now, as the first request would (``policy.init()``).
-
-    ``neutron.policy._ENFORCER`` stays ``None`` until the first ``policy.enforce()`` or
-    ``policy.check()`` (the pecan ``PolicyHook``, ``neutron/pecan_wsgi/hooks/
-    policy_enforcement.py`` L128/L142) calls ``init()`` (``neutron/policy.py`` L499/L534 at
-    28.0.0, L504/L539 at 29.0.0). ``init()`` (L71-L87 at both) builds an oslo.policy
-    ``Enforcer``, imports the ``neutron.policies`` entry points (``neutron.conf.policies.*``,
-    whose ``RuleDefault`` objects parse their check strings, each ``OwnerCheck`` building an
-    oslo.cache memory region, L290 at 28.0.0, L295 at 29.0.0) and loads the rules (L87). It is
-    idempotent, and the same call the request would make, in the same process, after
-    ``boot_server`` has parsed Neutron's configuration. If it fails, ``reset()`` (L54) puts the
-    module back as it was, so the first request meets the same failure Neutron alone would.
-    """
-    try:
-        policy = importlib.import_module("neutron.policy")
-        init = policy.init
-    except (ImportError, AttributeError) as exc:  # another Neutron, or a stand-in
-        log.debug("workerid: no Neutron policy engine to warm up: %s", exc)
-        return
-    try:
-        init()
-    except Exception:
-        with contextlib.suppress(Exception):
-            policy.reset()
-        raise
-
-
-#: what a worker does before its first request, done while it waits for the seeding:
-#: (name, function); each one is tried once, its failure logged and ignored
-WARM_UPS: list[tuple[str, Callable[[], None]]] = [("policy", _warm_policy)]
-
-
-def warm_up() -> float:
-    """Do now the lazy work a Neutron API worker defers to its first request; seconds spent.
-
-    Called only while this worker has nothing else to do: the seeding runs in another worker,
-    and this one must not serve before it is done. Never raises (``Exception``): a step that
-    fails is logged and left to the first request, as it would be without workerid.
-    """
-    began = time.monotonic()
-    done = []
-    for name, step in WARM_UPS:
-        try:
-            step()
-        except Exception as exc:
-            log.warning(
-                "workerid: warming up %s failed (%s: %s); the first request will do it",
-                name,
-                type(exc).__name__,
-                exc,
-            )
-        else:
-            done.append(name)
-    spent = time.monotonic() - began
-    if done:
-        log.info(
-            "workerid: warmed up %s in %.2fs while another worker seeds",
-            ", ".join(done),
-            spent,
-        )
-    return spent
+#: serialises the first wait of a process's request threads: one of them waits (and, if the
+#: seeder failed, seeds); the others then find nothing pending
+_await_lock = threading.Lock()
 
 
 def _left(began: float, timeout: float) -> float:
     return max(0.0, timeout - (time.monotonic() - began))
 
 
-def wait_for_seeding(seed_timeout: float) -> None:
-    """Before this worker serves: the seeding another worker started must be done.
+def await_seeding(where: str) -> None:
+    """Before this process allocates a network segment: the seeding another worker started must
+    be done.
 
-    Bounded by ``seed_timeout`` in all. If the seeding is still running, the worker first does
-    its first-request warm-up (:func:`warm_up`), then waits for what is left. If the seeder
-    failed or died, this worker seeds itself; if that retry is itself a wait for another
-    worker's retry that fails, it does not try a third time (``once`` records failures).
+    Called where Neutron is about to allocate a segment, outside any database transaction (see
+    ``patch_plugin``, ``patch_segments``, ``patch_managers``), so the allocation's transaction
+    starts after the seeder's has committed and sees its ranges. The worker itself serves from
+    the moment it has loaded Neutron, as it would under uWSGI: a request's own first-time work
+    (the paste pipeline, pecan's hooks, the policy rules, the ML2 ``BEFORE_CREATE`` callbacks)
+    runs while the seeding does, and only its allocation waits. Nothing pending (the usual
+    case, and every call after the first): one list test, no lock.
+
+    Bounded by ``seed_timeout`` from the first wait. If the seeder failed or died, this worker
+    seeds itself; if that retry is itself a wait for another worker's retry that fails, it does
+    not try a third time (``once`` records failures).
     """
     if not _pending:
         return
-    began = time.monotonic()
-    result = _once.wait_done(SEED_ONCE, 0)
-    if result.state is _once.Outcome.BUSY:
-        # The seeding is still running: nothing to wait for but it, so use the time for
-        # what the first request would otherwise do (it overlaps the seeding, as the
-        # first requests do under uWSGI, but no request is answered before it is done).
-        if warm_up_enabled:
-            warm_up()
-        result = _once.wait_done(SEED_ONCE, _left(began, seed_timeout))
-    waited = result.waited
-    if result.state in (_once.Outcome.FAILED, _once.Outcome.NOT_RUN):
-        for seed in _pending:  # the seeder failed or died: try here
-            result = _once.run_once(SEED_ONCE, seed, timeout=_left(began, seed_timeout))
-            waited += result.waited
-    _pending.clear()
+    with _await_lock:
+        if not _pending:  # another request thread waited meanwhile
+            return
+        began = time.monotonic()
+        result = _once.wait_done(SEED_ONCE, seed_timeout)
+        waited = result.waited
+        if result.state in (_once.Outcome.FAILED, _once.Outcome.NOT_RUN):
+            for seed in _pending:  # the seeder failed or died: try here
+                result = _once.run_once(SEED_ONCE, seed, timeout=_left(began, seed_timeout))
+                waited += result.waited
+        _pending.clear()
     if result.state is _once.Outcome.BUSY:
         log.warning(
             "workerid: the ML2 default segment ranges were still being seeded after %.0fs; "
-            "serving anyway (requests may get 503 NoNetworkAvailable until it is done)",
+            "%s goes on (it may get 503 NoNetworkAvailable until the seeding is done)",
             time.monotonic() - began,
+            where,
         )
     elif result.state is _once.Outcome.FAILED:
         log.warning(
             "workerid: seeding the ML2 default segment ranges failed in worker pid %s (%s); "
-            "serving anyway (requests may get 503 NoNetworkAvailable)",
+            "%s goes on (it may get 503 NoNetworkAvailable)",
             result.pid,
             result.error,
+            where,
         )
     else:
-        log.info("workerid: waited %.2fs for another worker's segment range seeding", waited)
+        log.info(
+            "workerid: %s waited %.2fs for another worker's segment range seeding", where, waited
+        )
 
 
-def patch_wsgi_api(mod: Any, seed_timeout: float) -> None:
+def patch_wsgi_api(mod: Any) -> None:
     # Runs right after the module body, i.e. after boot_server() has loaded
     # Neutron in this worker (and set up its logging) and before the server
     # hands it a request.
-    wait_for_seeding(seed_timeout)
     ident = workerid.identity()
     log.info(
-        "workerid: Neutron API worker %s of %s, start time %s (%s; lock dir %s)%s",
+        "workerid: Neutron API worker %s of %s, start time %s (%s; lock dir %s)%s%s",
         ident.worker_id,
         ident.worker_count,
         ident.start_time,
         ident.loader,
         ident.lock_dir,
         "; degraded: " + " / ".join(ident.degraded) if ident.degraded else "",
+        "; another worker is seeding the ML2 default segment ranges: requests that allocate "
+        "a network segment wait for it"
+        if _pending
+        else "",
     )
+
+
+# --- where a segment is allocated: wait for the seeding first ----------------------------
+
+
+def _awaiting(original: Callable[..., Any], where: str, after: bool = False) -> Any:
+    """``original`` with :func:`await_seeding` before it (or after it, ``after=True``)."""
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            await_seeding(where)
+        result = original(*args, **kwargs)
+        if after:
+            await_seeding(where)
+        return result
+
+    return wrapper
+
+
+def _await_in(cls: Any, name: str, where: str, after: bool = False) -> None:
+    """Make ``cls.name`` wait for the seeding (see :func:`_awaiting`); a Neutron without it is
+    said, never an error: the rest of ``install()`` still applies."""
+    original = getattr(cls, name, None)
+    if not callable(original):
+        log.warning(
+            "workerid: this Neutron has no %s.%s; %s will not wait for the segment range "
+            "seeding (it may meet 503 NoNetworkAvailable right after a start)",
+            cls.__name__,
+            name,
+            where,
+        )
+        return
+    setattr(cls, name, _awaiting(original, where, after))
+
+
+def patch_plugin(mod: Any) -> None:
+    # Ml2Plugin.create_network (transaction_guard: never inside a transaction) and
+    # create_network_bulk (via _create_bulk_ml2, before its CONTEXT_WRITER) call
+    # _before_create_network, which publishes BEFORE_CREATE, then open the transaction that
+    # allocates the network's segments (26.0.x-29.0.x). Waiting after the callbacks lets them
+    # run while the seeding does; waiting before the transaction lets it see the ranges
+    # (MariaDB's REPEATABLE READ snapshot starts at its first read).
+    _await_in(mod.Ml2Plugin, "_before_create_network", "a network create", after=True)
+
+
+def patch_segments(mod: Any) -> None:
+    # SegmentDbMixin.create_segment: a segment with no segmentation ID is allocated by ML2's
+    # PRECOMMIT_CREATE handler (reserve_network_segment) inside _create_segment_db's
+    # transaction, so wait before it opens.
+    _await_in(mod.SegmentDbMixin, "create_segment", "a segment create")
 
 
 # --- neutron.db.ovn_hash_ring_db ------------------------------------------------
