@@ -140,19 +140,6 @@ GUARDS = {
             return
 """,
 }
-#: Ml2Plugin.create_network's order (26.0.x-29.0.x): _before_create_network, then the
-#: transaction that allocates; the stand-in returns when it would read the ranges
-PLAIN_PLUGIN = """
-import time
-
-class Ml2Plugin:
-    def _before_create_network(self, context, network):
-        pass
-
-    def create_network(self, context, network):
-        self._before_create_network(context, network)
-        return time.time()
-"""
 API = """
 from neutron.plugins.ml2 import managers
 managers.TypeManager().initialize_network_segment_range_support(99)
@@ -186,7 +173,6 @@ def make_neutron(root: Path, shape: str = "28.0.0") -> None:
         "neutron/plugins/__init__.py": "",
         "neutron/plugins/ml2/__init__.py": "",
         "neutron/plugins/ml2/managers.py": MANAGERS.replace("@GUARD@", guard),
-        "neutron/plugins/ml2/plugin.py": PLAIN_PLUGIN,
         "neutron/wsgi/__init__.py": "",
         "neutron/wsgi/api.py": API,
     }
@@ -276,53 +262,6 @@ def test_start_time_keeps_neutrons_semantics_when_workerid_knows_nothing(
         """,
     )
     assert out.splitlines() == ["None 7", "1234567890"]
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-def test_seeding_runs_once_and_no_worker_allocates_before_it_is_done(
-    tmp_path: Path, shared_tmp: Path, shape: str
-) -> None:
-    """Four workers of one pre-fork master load Neutron (neutron.wsgi.api) at once."""
-    make_neutron(tmp_path, shape)
-    seeds = shared_tmp / "seeds"
-    out = run(
-        tmp_path,
-        shared_tmp / "locks",
-        f"""
-        import os, time, workerid, workerid.neutron
-        workerid.neutron.install()
-        hold_r, hold_w = os.pipe()  # workers keep their IDs until all have reported
-        pids = []
-        for _ in range(4):
-            pid = os.fork()
-            if pid == 0:
-                os.close(hold_w)
-                import neutron.wsgi.api  # loads Neutron (the first to get there seeds)
-                from neutron.plugins.ml2 import managers, plugin
-                allocated = plugin.Ml2Plugin().create_network(None, {{}})  # waits for it
-                seeded = managers.SEEDED[0] if managers.SEEDED else 0
-                with open({str(seeds)!r}, "a") as f:
-                    f.write(f"{{workerid.worker_id()}} {{seeded}} {{allocated}}\\n")
-                os.read(hold_r, 1)
-                os._exit(0)
-            pids.append(pid)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if os.path.exists({str(seeds)!r}) and len(open({str(seeds)!r}).readlines()) == 4:
-                break
-            time.sleep(0.05)
-        os.close(hold_w)
-        for pid in pids:
-            os.waitpid(pid, 0)
-        print("done")
-        """,
-    )
-    assert out == "done"
-    rows = [line.split() for line in seeds.read_text().splitlines()]
-    assert sorted(r[0] for r in rows) == ["1", "2", "3", "4"]
-    seeded = [float(r[1]) for r in rows if float(r[1]) > 0]
-    assert len(seeded) == 1  # exactly one worker seeded
-    assert all(float(r[2]) >= seeded[0] for r in rows)  # nobody allocated before it was done
 
 
 def test_under_uwsgi_its_values_are_kept_and_the_count_fixed(
@@ -782,6 +721,7 @@ for _ in range(4):
         from neutron.plugins.ml2 import managers, plugin
         from neutron.services.segments import db as segments_db
         with open({events!r}, "a") as f:
+            f.write(f"id {{os.getpid()}} {{workerid.worker_id()}}\\n")
             f.write(f"ready {{os.getpid()}} {{time.time()}}\\n")
             f.write(f"calling {{os.getpid()}} {{time.time()}}\\n")
         {call}
@@ -836,13 +776,15 @@ def serve_four_workers(
 
 @pytest.mark.parametrize(
     ("shape", "call"),
-    [("28.0.0", "network"), ("29.0.0", "network"), ("28.0.0", "segment"), ("26.0.6", "dynamic")],
+    [*((shape, "network") for shape in SHAPES), ("28.0.0", "segment"), ("26.0.6", "dynamic")],
 )
 def test_workers_serve_while_the_seeding_runs_and_allocate_after_it(
     tmp_path: Path, shared_tmp: Path, shape: str, call: str
 ) -> None:
+    """Four workers of one pre-fork master load Neutron (neutron.wsgi.api) at once."""
     ev, log = serve_four_workers(tmp_path, shared_tmp, shape, call)
-    ((seeder, seeded),) = ev["seeded"].items()
+    assert sorted(ev["id"].values()) == [1, 2, 3, 4]
+    ((seeder, seeded),) = ev["seeded"].items()  # exactly one worker seeded
     others = sorted(pid for pid in ev["ready"] if pid != seeder)
     assert len(others) == 3 and sorted(ev["allocate"]) == sorted(ev["ready"])
     # the three others served (were about to allocate) while the seeding ran ...
