@@ -696,6 +696,11 @@ class TypeManager:
                 if f.read().count("calling ") >= int(os.environ["FAKE_CALLERS"]):
                     break
             time.sleep(0.02)
+        if os.environ.get("FAKE_KILL_SEEDER") and not os.path.exists(events + ".first"):
+            open(events + ".first", "w").close()
+            with open(events, "a") as f:
+                f.write(f"seeding {os.getpid()} {time.time()}\\n")
+            time.sleep(60)  # the test's kill -9 comes here
         SEEDED.append(time.time())
         with open(events, "a") as f:
             f.write(f"seeded {os.getpid()} {time.time()}\\n")
@@ -728,8 +733,16 @@ for _ in range(4):
         os.read(hold_r, 1)
         os._exit(0)
     pids.append(pid)
+kill, killed = bool(os.environ.get("FAKE_KILL_SEEDER")), None
 deadline = time.time() + 30
-while time.time() < deadline and open({events!r}).read().count("allocate ") < 4:
+while time.time() < deadline:
+    text = open({events!r}).read()
+    seeding = [line.split()[1] for line in text.splitlines() if line.startswith("seeding ")]
+    if kill and killed is None and seeding:
+        killed = int(seeding[0])
+        os.kill(killed, 9)  # the seeder dies mid-seeding, its record locks with it
+    if text.count("allocate ") >= (3 if kill else 4):
+        break
     time.sleep(0.05)
 os.close(hold_w)
 for pid in pids:
@@ -746,7 +759,7 @@ CALLS = {
 
 
 def serve_four_workers(
-    root: Path, tmp: Path, shape: str, call: str
+    root: Path, tmp: Path, shape: str, call: str, kill_seeder: bool = False
 ) -> tuple[dict[str, dict[str, float]], str]:
     """Four workers load stand-in Neutron at once and allocate; ({kind: {pid: time}}, log)."""
     make_neutron(root, shape)
@@ -764,6 +777,8 @@ def serve_four_workers(
     events, log = tmp / "events", tmp / "log"
     events.write_text("")
     env = {"FAKE_EVENTS": str(events), "FAKE_CALLERS": "3"}
+    if kill_seeder:
+        env["FAKE_KILL_SEEDER"] = "1"
     script = FORK_FOUR_SERVERS.format(log=str(log), events=str(events), call=CALLS[call])
     assert run(root, tmp / "locks", script, env=env) == "done"
     by_kind: dict[str, dict[str, float]] = {}
@@ -798,3 +813,21 @@ def test_workers_serve_while_the_seeding_runs_and_allocate_after_it(
     )
     assert log.count(f"workerid: {where} waited ") == 3
     assert log.count("requests that allocate a network segment wait for it") == 3
+
+
+@pytest.mark.parametrize("shape", ["28.0.0", "29.0.0"])
+def test_a_seeder_killed_mid_seeding_is_replaced_before_any_allocation(
+    tmp_path: Path, shared_tmp: Path, shape: str
+) -> None:
+    """``kill -9`` of the seeder while three workers wait to allocate: one of them seeds (in its
+    request, outside the allocation's transaction), and only then do the three allocate."""
+    ev, log = serve_four_workers(tmp_path, shared_tmp, shape, "network", kill_seeder=True)
+    ((killed, began),) = ev["seeding"].items()
+    ((reseeder, seeded),) = ev["seeded"].items()  # seeded once, and not by the dead worker
+    assert reseeder != killed and killed not in ev["ready"]
+    others = sorted(ev["ready"])
+    assert len(others) == 3 and sorted(ev["allocate"]) == others
+    assert all(ev["calling"][pid] < began for pid in others)  # all were waiting at the kill
+    assert all(at >= seeded for at in ev["allocate"].values())
+    assert log.count("workerid: a network create waited ") == 3
+    assert "503" not in log  # nobody went on without the ranges
