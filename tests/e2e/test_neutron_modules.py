@@ -191,9 +191,35 @@ def test_release_under_test_is_supported() -> None:
     # the known shapes: 26.0.x to 28.0.x (uWSGI ID, service count), master of 2026-08 (uWSGI
     # ID, no service count) and 29.0.x (file election, no service count)
     assert shape() in {(False, True), (False, False), (True, False)}, shape()
-    expected = {26: "uwsgi-id-or-none", 27: "uwsgi-id", 28: "uwsgi-id", 29: "file"}
     if SOURCE is None:
-        assert guard() == expected[lab.NEUTRON_MAJOR], (lab.NEUTRON_VERSION, guard())
+        assert guard() == expected_guard(lab.NEUTRON_VERSION), (lab.NEUTRON_VERSION, guard())
+
+
+def expected_guard(version: str) -> str:
+    """The ML2 guard a release has (``GUARDS``; docs/design.md, "Neutron releases"): 26.0.x
+    changed it twice in stable releases, 26.0.1 (``f873d55efc``) and 26.0.3 (``23ba73e8d4``)."""
+    release = tuple(int(part) for part in version.split(".")[:3])
+    if release[0] == 26:
+        if release < (26, 0, 1):
+            return "none"
+        return "uwsgi-id" if release < (26, 0, 3) else "uwsgi-id-or-none"
+    return {27: "uwsgi-id", 28: "uwsgi-id", 29: "file"}[release[0]]
+
+
+@pytest.mark.parametrize(
+    ("version", "guard_name"),
+    [
+        ("26.0.0", "none"),
+        ("26.0.2", "uwsgi-id"),
+        ("26.0.3", "uwsgi-id-or-none"),
+        ("26.0.6", "uwsgi-id-or-none"),
+        ("27.0.4", "uwsgi-id"),
+        ("28.0.1", "uwsgi-id"),
+        ("29.0.0", "file"),
+    ],
+)
+def test_each_release_is_expected_with_its_own_guard(version: str, guard_name: str) -> None:
+    assert expected_guard(version) == guard_name
 
 
 def test_every_patched_question_answered_from_workerid(tmp_path: Path) -> None:
