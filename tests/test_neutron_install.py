@@ -648,8 +648,6 @@ def test_degraded_seeding_is_serialised_where_ranges_are_not_unique(
         assert taken <= by_pid[pid] <= released
 
 
-#: neutron/policy.py's shape (L54 reset, L71-L87 init: _ENFORCER set, then the rules loaded);
-#: each init() that has work to do says so in the events file first
 #: Ml2Plugin's shape at 26.0.x-29.0.x (neutron/plugins/ml2/plugin.py, L1219-L1316 at 28.0.0):
 #: create_network and _create_bulk_ml2 call _before_create_network before the transaction that
 #: allocates the segments. Each step is written to FAKE_EVENTS: "before" (the BEFORE_CREATE
@@ -756,6 +754,12 @@ CALLS = {
     "segment": "segments_db.SegmentDbMixin().create_segment(None, {'segment': {}})",
     "dynamic": "managers.TypeManager().allocate_dynamic_segment(None, 'n', {})",
 }
+#: how workerid's log names each of them
+WHERE = {
+    "network": "a network create",
+    "segment": "a segment create",
+    "dynamic": "a dynamic segment allocation",
+}
 
 
 def serve_four_workers(
@@ -808,10 +812,7 @@ def test_workers_serve_while_the_seeding_runs_and_allocate_after_it(
         assert all(ev["before"][pid] < seeded for pid in others)
     # ... but no worker allocated a segment before the ranges were there
     assert all(at >= seeded for at in ev["allocate"].values())
-    where = {"network": "a network create", "segment": "a segment create"}.get(
-        call, "a dynamic segment allocation"
-    )
-    assert log.count(f"workerid: {where} waited ") == 3
+    assert log.count(f"workerid: {WHERE[call]} waited ") == 3
     assert log.count("requests that allocate a network segment wait for it") == 3
 
 

@@ -36,8 +36,8 @@ __all__ = ["DEFAULT_SEED_TIMEOUT", "install", "installed"]
 log = logging.getLogger("workerid.neutron")
 
 #: how long a request that allocates a segment waits for another worker's
-#: seeding of the default segment ranges before it goes on anyway (65,536 geneve allocations took
-#: 1-2 s on 2 cores here)
+#: seeding of the default segment ranges before it goes on anyway (65,536
+#: geneve allocations took 1-2 s on 2 cores here)
 DEFAULT_SEED_TIMEOUT = 90.0
 
 _lock = threading.Lock()
